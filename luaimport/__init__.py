@@ -1,0 +1,50 @@
+"""Import Redis Lua scripts as Python modules; let them call each other.
+
+``luaimport.install()`` once, then ``import pkg.mod`` finds ``pkg/mod.lua``.
+Each ``--@function name`` section is a callable, ``mod.name(client, keys,
+args)``; sections call each other with ``CALL.name(keys, argv)``, linked into
+each script as plain local Lua functions.  Importing this package changes
+nothing until :func:`install` is called.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from . import _runtime
+from ._errors import LuaArgumentError, LuaError, LuaLinkError, LuaSyntaxError
+from ._importer import LuaModule, install, installed, loads, lua_functions, lua_modules, uninstall
+from ._runtime import LuaFunction
+
+__all__ = [
+    "LuaArgumentError",
+    "LuaError",
+    "LuaFunction",
+    "LuaLinkError",
+    "LuaModule",
+    "LuaSyntaxError",
+    "bind",
+    "install",
+    "installed",
+    "loads",
+    "uninstall",
+]
+
+
+def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
+    """Load scripts on ``client`` in one round trip, before the first call needs them.
+
+    ``targets`` are Lua modules or single functions; with none, every Lua
+    module imported so far.  Returns ``{qualified name: sha}`` for what was
+    loaded (awaitable with an asyncio client).  Calls load on demand anyway;
+    binding up front moves that cost to start-up and reports compile errors
+    there.
+    """
+    functions: list[LuaFunction] = []
+    for target in targets or tuple(lua_modules()):
+        if isinstance(target, LuaFunction):
+            functions.append(target)
+        else:
+            functions.extend(lua_functions(target))
+    return _runtime.bind(client, functions)

@@ -1,0 +1,216 @@
+"""Stage 3: sections -> one self-contained script per function, plus its line map.
+
+The script of function ``f`` holds ``f``, its transitive callees and the
+preludes of their modules, and nothing else::
+
+    local CALL = {}                           -- the one local the linker adds
+    do                                        -- one block per module
+    <prelude lines, verbatim>
+    CALL[2] = function(KEYS, ARGV, ...)       -- one slot per function
+    <body lines, verbatim but for CALL references>
+    end
+    end
+    return CALL[1](KEYS, ARGV)
+
+``CALL.x.y`` becomes ``CALL[n]``: a plain Lua call through an upvalue, so it
+works wherever EVAL works (no globals, no registry).  The linker's only name
+is ``CALL`` itself, which the format reserves, so no user local can shadow it;
+functions live in one table, so 300 callees cost one local, not 300.  Bodies
+take ``KEYS`` and ``ARGV`` as parameters, so user code reads its own
+arguments without being rewritten.  Every user line is copied whole at a
+recorded position, which is what makes the line map exact.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._errors import LuaLinkError
+from ._sections import CallRef, Section, Unit
+from ._source import Source
+
+#: Finds the parsed module called ``name``; raises ``LookupError`` saying why not.
+Resolver = Callable[[str], Unit]
+
+PRELUDE = "<prelude>"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resolved function: its module and its section (for a marker-less module, its script)."""
+
+    unit: Unit
+    section: Section
+
+    @property
+    def qualname(self) -> str:
+        if self.unit.script is self.section:
+            return self.unit.name
+        return f"{self.unit.name}.{self.section.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where one line of a linked script came from."""
+
+    source: Source
+    lineno: int
+    function: str
+    generated: bool
+
+    @property
+    def filename(self) -> str:
+        return self.source.filename
+
+    @property
+    def source_line(self) -> str:
+        return self.source.line(self.lineno)
+
+
+class LineMap:
+    """Generated line -> :class:`Origin`, stored as runs of consecutive lines."""
+
+    __slots__ = ("_starts", "_runs")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._runs: list[Origin] = []
+
+    def add(self, generated_line: int, origin: Origin) -> None:
+        self._starts.append(generated_line)
+        self._runs.append(origin)
+
+    def lookup(self, generated_line: int) -> Origin | None:
+        i = bisect.bisect_right(self._starts, generated_line) - 1
+        if i < 0:
+            return None
+        run = self._runs[i]
+        if run.generated:
+            return run if generated_line == self._starts[i] else None
+        return Origin(run.source, run.lineno + generated_line - self._starts[i], run.function, False)
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """A function's script, its SHA1 and its line map: what the runtime sends."""
+
+    qualname: str
+    script: str
+    sha: str
+    line_map: LineMap
+    units: tuple[Unit, ...]
+
+
+def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
+    """The function a ``CALL`` reference in ``unit`` names, or :class:`LuaLinkError` at its line."""
+    filename = unit.source.filename
+
+    def fail(why: str) -> LuaLinkError:
+        return LuaLinkError(f"CALL target {ref.target!r}: {why}", name=unit.name, filename=filename, lineno=ref.line)
+
+    if "." not in ref.target:
+        section = unit.functions.get(ref.target)
+        if section is None:
+            known = ", ".join(unit.functions) or "none: the file has no --@function sections"
+            raise fail(f"no function of that name in {unit.name} (functions: {known})")
+        return Target(unit, section)
+    module_name, function = ref.target.rsplit(".", 1)
+    reasons = []
+    try:
+        owner = unit if module_name == unit.name else resolver(module_name)
+    except LookupError as exc:
+        reasons.append(str(exc))
+    else:
+        section = owner.functions.get(function)
+        if section is not None:
+            return Target(owner, section)
+        reasons.append(f"{module_name} has no function {function!r}")
+    try:
+        whole = resolver(ref.target)
+    except LookupError:
+        pass
+    else:
+        if whole.script is not None:
+            return Target(whole, whole.script)
+    raise fail("; ".join(reasons))
+
+
+def check(unit: Unit, resolver: Resolver) -> None:
+    """Resolve every reference in ``unit`` now, so a bad one fails the import."""
+    for section in unit.sections():
+        for ref in section.calls:
+            resolve(unit, ref, resolver)
+
+
+def link(entry: Target, resolver: Resolver) -> Linked:
+    """Build the script of ``entry``: deterministic text, so the same sources give the same SHA."""
+    order = [entry]
+    index = {(entry.unit.name, entry.section.name): 1}
+    units: list[Unit] = []
+    resolved: dict[tuple[str, int], int] = {}
+
+    def visit(unit: Unit, section: Section) -> None:
+        for ref in section.calls:
+            target = resolve(unit, ref, resolver)
+            key = (target.unit.name, target.section.name)
+            if key not in index:
+                index[key] = len(order) + 1
+                order.append(target)
+            resolved[(unit.name, ref.start)] = index[key]
+
+    pos = 0
+    while pos < len(order):
+        target = order[pos]
+        if target.unit not in units:
+            units.append(target.unit)
+            visit(target.unit, target.unit.prelude)
+        visit(target.unit, target.section)
+        pos += 1
+
+    writer = _Writer()
+    entry_line = entry.section.marker_line or 1
+    writer.generated("local CALL = {}", entry.unit, entry_line, entry.qualname)
+    for unit in units:
+        members = sorted((t for t in order if t.unit is unit), key=lambda t: t.section.first_line)
+        prelude = f"{unit.name}.{PRELUDE}"
+        writer.generated("do", unit, 1, prelude)
+        writer.user(unit, unit.prelude, prelude, resolved)
+        for target in members:
+            slot = index[(unit.name, target.section.name)]
+            header = f"CALL[{slot}] = function(KEYS, ARGV, ...)"
+            writer.generated(header, unit, target.section.marker_line or 1, target.qualname)
+            writer.user(unit, target.section, target.qualname, resolved)
+            writer.generated("end", unit, max(target.section.last_line, 1), target.qualname)
+        writer.generated("end", unit, max(unit.prelude.last_line, 1), prelude)
+    writer.generated("return CALL[1](KEYS, ARGV)", entry.unit, entry_line, entry.qualname)
+    script = "\n".join(writer.lines) + "\n"
+    sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
+    return Linked(entry.qualname, script, sha, writer.line_map, tuple(units))
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.line_map = LineMap()
+
+    def generated(self, line: str, unit: Unit, lineno: int, function: str) -> None:
+        self.line_map.add(len(self.lines) + 1, Origin(unit.source, lineno, function, True))
+        self.lines.append(line)
+
+    def user(self, unit: Unit, section: Section, function: str, resolved: dict[tuple[str, int], int]) -> None:
+        if section.last_line < section.first_line:
+            return
+        text = unit.source.text
+        self.line_map.add(len(self.lines) + 1, Origin(unit.source, section.first_line, function, False))
+        pieces = []
+        pos = section.start
+        for ref in section.calls:
+            span = text[ref.start : ref.end]
+            pieces.append(text[pos : ref.start])
+            pieces.append(f"CALL[{resolved[(unit.name, ref.start)]}]" + "\n" * span.count("\n"))
+            pos = ref.end
+        pieces.append(text[pos : section.end])
+        self.lines.extend("".join(pieces).split("\n"))

@@ -1,0 +1,159 @@
+"""Stage 4: the protocol core, with no I/O.
+
+Every decision about talking to a server lives here once: which command to
+send, when a script must be loaded, what may be retried, and how a server
+error becomes a :class:`LuaError`.  A protocol is a generator that yields
+commands (tuples for ``execute_command``) and receives their replies, or has
+the reply's ``ResponseError`` thrown into it.  The sync and async shells in
+``_runtime`` only drive these generators; they decide nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from ._errors import LuaArgumentError, LuaError, LuaSyntaxError
+from ._linker import Linked, Origin
+
+T = TypeVar("T")
+Command = tuple[Any, ...]
+Protocol = Generator[Command, Any, T]
+
+#: The two texts a server sends for a real cache miss (Redis 6.2/7, Valkey 9),
+#: as redis-py leaves them once it strips the ``NOSCRIPT`` code.
+_CACHE_MISS = frozenset({"No matching script. Please use EVAL.", "No matching script."})
+
+_TRAILER = re.compile(r"\s*script: ?(?:[0-9a-f]{40})?,? on @user_script:(\d+)\.\s*\Z")
+_RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @user_script:(\d+): ")
+_COMPILING = re.compile(r"Error compiling script \(new function\): ")
+_POSITION = re.compile(r"user_script:(\d+): ")
+_CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+
+_SCALARS = (str, bytes, int, float)
+
+
+def arguments(function: str, keys: Sequence[Any] | None, args: Sequence[Any] | None) -> Command:
+    """Check KEYS and ARGV and return them as the tail of an EVALSHA command.
+
+    Called before anything is sent, so a bad argument never costs a round trip
+    and never reaches the server half-converted.
+    """
+    keys = _sequence(function, "keys", keys)
+    args = _sequence(function, "args", args)
+    return (len(keys), *keys, *args)
+
+
+def _sequence(function: str, what: str, values: Sequence[Any] | None) -> Sequence[Any]:
+    if values is None:
+        return ()
+    if type(values) is not list and type(values) is not tuple:
+        if isinstance(values, (str, bytes, bytearray, memoryview)) or not isinstance(values, Sequence):
+            hint = f" (a single value must be wrapped: [{values!r}])" if isinstance(values, (str, bytes)) else ""
+            raise LuaArgumentError(
+                f"{function}(): {what} must be a list or tuple, not {type(values).__name__}{hint}"
+            )
+    for i, value in enumerate(values):
+        if type(value) not in _SCALARS and (not isinstance(value, _SCALARS) or isinstance(value, bool)):
+            raise LuaArgumentError(
+                f"{function}(): {what}[{i}] is {value!r} ({type(value).__name__}); "
+                "KEYS and ARGV take str, bytes, int or float"
+            )
+    return values
+
+
+def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
+    """Run a linked script: EVALSHA, and on a real cache miss load it and run it once more.
+
+    A ``NOSCRIPT`` reply is only retried when ``SCRIPT EXISTS`` confirms the
+    script is absent: a script may itself reply ``NOSCRIPT No matching
+    script.`` (redis-py cannot tell the two apart), and a script that ran must
+    never run twice.
+    """
+    command = ("EVALSHA", linked.sha, *tail)
+    try:
+        return (yield command)
+    except NoScriptError as exc:
+        if str(exc) not in _CACHE_MISS:
+            raise map_error(linked, exc) from None
+        miss = exc
+    except ResponseError as exc:
+        raise map_error(linked, exc) from None
+    (present,) = yield ("SCRIPT EXISTS", linked.sha)
+    if present:
+        raise map_error(linked, miss) from None
+    yield from load(linked)
+    try:
+        return (yield command)
+    except ResponseError as exc:
+        raise map_error(linked, exc) from None
+
+
+def load(linked: Linked) -> Protocol[str]:
+    """SCRIPT LOAD, with a compile error reported at the ``.lua`` line."""
+    try:
+        return (yield ("SCRIPT LOAD", linked.script))
+    except ResponseError as exc:
+        raise map_error(linked, exc) from None
+
+
+def map_error(linked: Linked, exc: ResponseError) -> Exception:
+    """Turn a server's reply about ``linked`` into an error located in the user's source."""
+    server_message = str(exc)
+    text, line = server_message, None
+    compiling = _COMPILING.match(text)
+    if compiling:
+        text = text[compiling.end() :]
+    running = _RUNNING_62.match(text)
+    if running:
+        text, line = text[running.end() :], int(running.group(1))
+    trailer = _TRAILER.search(text)
+    if trailer:
+        text, line = text[: trailer.start()], int(trailer.group(1))
+    position = _POSITION.match(text)
+    if position:
+        text, line = text[position.end() :], int(position.group(1))
+    origin = linked.line_map.lookup(line) if line is not None else None
+    if compiling:
+        return _syntax_error(linked, text, origin)
+    code = getattr(exc, "status_code", None) or _first_word_code(server_message)
+    if origin is None:
+        where = linked.qualname
+        filename = lineno = None
+        function = linked.qualname
+    else:
+        where = f"{origin.filename}:{origin.lineno} in {origin.function}"
+        filename, lineno, function = origin.filename, origin.lineno, origin.function
+    return LuaError(
+        f"{where}: {text}",
+        server_message=server_message,
+        code=code,
+        filename=filename,
+        lineno=lineno,
+        function=function,
+    )
+
+
+def _first_word_code(message: str) -> str:
+    word = message.split(" ", 1)[0]
+    return word if _CODE.match(word) else "ERR"
+
+
+def _syntax_error(linked: Linked, text: str, origin: Origin | None) -> LuaSyntaxError:
+    if origin is None:
+        return LuaSyntaxError(f"{linked.qualname}: {text}", "<linked script>", 0)
+    return LuaSyntaxError(f"{text} (in {origin.function})", origin.filename, origin.lineno, origin.source_line)
+
+
+def load_all(linked: Sequence[Linked]) -> Generator[list[Command], list[Any], dict[str, str]]:
+    """Load many scripts in one round trip: yields one batch of SCRIPT LOADs."""
+    replies = yield [("SCRIPT LOAD", item.script) for item in linked]
+    loaded = {}
+    for item, reply in zip(linked, replies):
+        if isinstance(reply, ResponseError):
+            raise map_error(item, reply)
+        loaded[item.qualname] = item.sha
+    return loaded

@@ -1,0 +1,274 @@
+"""Stage 2: tokens -> a module's structure (prelude, function sections, CALLs, docs).
+
+A ``.lua`` module is a prelude followed by sections, each opened by a marker
+line ``--@function NAME``.  Markers and directives are short comments that
+start their line; anything inside a string or a long comment is not one,
+because only the lexer decides what is a comment.  Each ``CALL`` reference is
+recorded with its exact character span, so the linker can replace those
+characters and nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from ._errors import LuaSyntaxError
+from ._lexer import COMMENT, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
+from ._source import Source
+
+_DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+FUNCTION = "function"
+#: Directives a function section may carry after its marker; later issues add
+#: ``keys``, ``args``, ``readonly``...  Anything else is reported as unknown.
+SECTION_DIRECTIVES: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CallRef:
+    """One ``CALL.a.b(...)`` / ``CALL['a.b']`` reference: the target as written and its span."""
+
+    target: str
+    line: int
+    start: int
+    end: int
+
+
+@dataclass(slots=True, eq=False)
+class Section:
+    """A run of whole source lines: the prelude, one function, or a marker-less file."""
+
+    name: str
+    marker_line: int
+    first_line: int
+    last_line: int
+    start: int
+    end: int
+    doc: str | None = None
+    directives: dict[str, str] = field(default_factory=dict)
+    calls: list[CallRef] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class Unit:
+    """A parsed module: everything later stages need, lexed exactly once.
+
+    ``functions`` keeps file order.  A marker-less file has no functions and
+    its whole text is ``script``: the module itself is the callable.
+    """
+
+    source: Source
+    doc: str | None
+    prelude: Section
+    functions: dict[str, Section]
+    script: Section | None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def sections(self) -> list[Section]:
+        if self.script is not None:
+            return [self.script]
+        return [self.prelude, *self.functions.values()]
+
+
+def parse(source: Source) -> Unit:
+    """Lex and section a module; every format error is a :class:`LuaSyntaxError` at its line."""
+    return _Parser(source, tokenize(source)).run()
+
+
+def check_function_name(name: str) -> str | None:
+    """Why ``name`` cannot name a function section, or ``None`` if it can."""
+    if not _IDENTIFIER.match(name):
+        return f"{name!r} is not an identifier"
+    if name in KEYWORDS:
+        return f"{name!r} is a Lua keyword"
+    if keyword.iskeyword(name):
+        return f"{name!r} is a Python keyword"
+    if name.startswith("_"):
+        return f"{name!r} starts with '_' (reserved for Python and luaimport)"
+    return None
+
+
+def _comment_text(token: Token) -> str:
+    if token.is_long:
+        return string_value(token._replace(text=token.text[2:]))
+    body = token.text.lstrip("-")
+    return body[1:] if body.startswith(" ") else body
+
+
+def _doc(comments: list[Token]) -> str | None:
+    if not comments:
+        return None
+    return inspect.cleandoc("\n".join(_comment_text(t) for t in comments)) or None
+
+
+class _Parser:
+    def __init__(self, source: Source, tokens: list[Token]) -> None:
+        self.source = source
+        self.tokens = tokens
+        self.text = source.text
+        self.line_starts = [0]
+        for i, c in enumerate(self.text):
+            if c == "\n":
+                self.line_starts.append(i + 1)
+        lines = len(self.line_starts)
+        self.last_line = lines - 1 if self.text.endswith("\n") else lines
+
+    def fail(self, message: str, line: int) -> LuaSyntaxError:
+        return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
+
+    def starts_line(self, token: Token) -> bool:
+        return self.text[self.line_starts[token.line - 1] : token.start].strip(" \t") == ""
+
+    def directive(self, token: Token) -> tuple[str, str] | None:
+        if token.kind != COMMENT or token.is_long or not token.text.startswith("--@"):
+            return None
+        if not self.starts_line(token):
+            return None
+        match = _DIRECTIVE.match(token.text)
+        if match is None:
+            raise self.fail(f"malformed directive {token.text!r} (expected '--@word ...')", token.line)
+        return match.group(1), match.group(2).strip()
+
+    def line_offset(self, line: int) -> int:
+        return self.line_starts[line - 1] if line <= len(self.line_starts) else len(self.text)
+
+    def line_end(self, line: int) -> int:
+        if line < len(self.line_starts):
+            return self.line_starts[line] - 1
+        return len(self.text)
+
+    def section(self, name: str, marker_line: int, first: int, last: int) -> Section:
+        start = self.line_offset(first)
+        end = self.line_end(last) if last >= first else start
+        return Section(name, marker_line, first, last, start, end)
+
+    def run(self) -> Unit:
+        markers: list[tuple[Token, str]] = []
+        for token in self.tokens:
+            found = self.directive(token)
+            if found and found[0] == FUNCTION:
+                markers.append((token, self.function_name(token, found[1], markers)))
+        doc_tokens = self.leading_comments(0)
+        if not markers:
+            script = self.section(self.source.name, 0, 1, self.last_line)
+            self.reject_directives(self.tokens)
+            script.calls = self.call_refs(self.tokens)
+            return Unit(self.source, _doc(doc_tokens), self.section("", 0, 1, 0), {}, script)
+
+        bounds = [m.line for m, _ in markers] + [self.last_line + 1]
+        prelude = self.section("", 0, 1, bounds[0] - 1)
+        functions: dict[str, Section] = {}
+        token_index = 0
+        section_tokens: list[list[Token]] = [[] for _ in bounds]
+        for token in self.tokens:
+            while token_index < len(markers) and token.line >= bounds[token_index]:
+                token_index += 1
+            section_tokens[token_index].append(token)
+        self.reject_directives(section_tokens[0])
+        prelude.calls = self.call_refs(section_tokens[0])
+        for i, (marker, name) in enumerate(markers):
+            section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
+            tokens = section_tokens[i + 1]
+            head = self.leading_comments(1, tokens)
+            doc_lines = []
+            for token in head:
+                found = self.directive(token)
+                if found is None:
+                    doc_lines.append(token)
+                elif found[0] in section.directives:
+                    raise self.fail(f"directive --@{found[0]} given twice for {name!r}", token.line)
+                else:
+                    section.directives[found[0]] = found[1]
+            section.doc = _doc(doc_lines)
+            self.reject_directives(tokens[len(head) + 1 :])
+            section.calls = self.call_refs(tokens)
+            functions[name] = section
+        return Unit(self.source, _doc(doc_tokens), prelude, functions, None)
+
+    def function_name(self, token: Token, rest: str, seen: list[tuple[Token, str]]) -> str:
+        parts = rest.split()
+        if len(parts) != 1:
+            raise self.fail(f"malformed marker {token.text.strip()!r}: expected '--@function NAME'", token.line)
+        name = parts[0]
+        problem = check_function_name(name)
+        if problem:
+            raise self.fail(f"invalid function name: {problem}", token.line)
+        for other, other_name in seen:
+            if other_name == name:
+                raise self.fail(f"duplicate function {name!r} (first defined at line {other.line})", token.line)
+        return name
+
+    def leading_comments(self, skip: int, tokens: list[Token] | None = None) -> list[Token]:
+        """The comment block that opens ``tokens`` (after ``skip`` tokens), ending at a blank line or code."""
+        tokens = self.tokens if tokens is None else tokens
+        block: list[Token] = []
+        previous = tokens[skip - 1].end_line if skip else 0
+        for token in tokens[skip:]:
+            if token.kind != COMMENT or token.line > previous + 1 or not self.starts_line(token):
+                break
+            if not skip and self.directive(token):
+                break
+            block.append(token)
+            previous = token.end_line
+        return block
+
+    def reject_directives(self, tokens: list[Token]) -> None:
+        """Directives are only valid in a function's head; elsewhere they are mistakes."""
+        for token in tokens:
+            found = self.directive(token)
+            if found is None or found[0] == FUNCTION:
+                continue
+            if found[0] in SECTION_DIRECTIVES:
+                raise self.fail(
+                    f"directive --@{found[0]} must come right after a '--@function' line", token.line
+                )
+            known = ", ".join(f"--@{d}" for d in sorted({FUNCTION, *SECTION_DIRECTIVES}))
+            raise self.fail(f"unknown directive --@{found[0]} (known: {known})", token.line)
+
+    def call_refs(self, tokens: list[Token]) -> list[CallRef]:
+        code = [t for t in tokens if t.kind != COMMENT]
+        refs: list[CallRef] = []
+        for i, token in enumerate(code):
+            if token.kind != NAME or token.text != "CALL":
+                continue
+            if i and code[i - 1].kind == OP and code[i - 1].text in (".", ":"):
+                continue  # a field or method called CALL: obj.CALL
+            refs.append(self.call_ref(code, i))
+        return refs
+
+    def call_ref(self, code: list[Token], i: int) -> CallRef:
+        call = code[i]
+        nxt = code[i + 1] if i + 1 < len(code) else None
+        if nxt is not None and nxt.kind == OP and nxt.text == ".":
+            parts: list[str] = []
+            j = i + 1
+            while j < len(code) and code[j].kind == OP and code[j].text == ".":
+                name = code[j + 1] if j + 1 < len(code) else None
+                if name is None or name.kind != NAME:
+                    shown = name.text if name is not None else "<eof>"
+                    raise self.fail(f"expected a function name after 'CALL.', found {shown!r}", call.line)
+                parts.append(name.text)
+                j += 2
+            return CallRef(".".join(parts), call.line, call.start, code[j - 1].end)
+        if nxt is not None and nxt.kind == OP and nxt.text == "[":
+            literal = code[i + 2] if i + 2 < len(code) else None
+            close = code[i + 3] if i + 3 < len(code) else None
+            if literal is None or literal.kind != STRING or close is None or close.text != "]":
+                raise self.fail("CALL[...] takes one string literal: CALL['pkg.mod.name']", call.line)
+            target = string_value(literal)
+            if not _QUALIFIED.match(target):
+                raise self.fail(f"CALL[{literal.text}]: {target!r} is not a dotted function name", call.line)
+            return CallRef(target, call.line, call.start, close.end)
+        raise self.fail(
+            "bare CALL: CALL is reserved for calls between scripts; write CALL.name(keys, argv)",
+            call.line,
+        )
+
