@@ -65,3 +65,7 @@ class LuaError(ResponseError):
 
 class LuaArgumentError(TypeError):
     """Arguments that cannot be sent as KEYS or ARGV, caught before any network call."""
+
+
+for _cls in (LuaSyntaxError, LuaLinkError, LuaError, LuaArgumentError):
+    _cls.__module__ = "luaimport"

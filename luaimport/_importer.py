@@ -40,7 +40,9 @@ class LuaModule(types.ModuleType):
     ``mod(client, keys, args)``, with ``mod.script`` and ``mod.sha``.
     """
 
-    def __call__(self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None) -> Any:
+    def __call__(
+        self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
+    ) -> Any:
         return self._script()(client, keys, args)
 
     def __getattr__(self, name: str) -> Any:
@@ -49,7 +51,7 @@ class LuaModule(types.ModuleType):
         raise AttributeError(f"Lua module {self.__name__!r} has no function {name!r}")
 
     def _script(self) -> LuaFunction:
-        script = self.__dict__.get(_SCRIPT)
+        script: LuaFunction | None = self.__dict__.get(_SCRIPT)
         if script is None:
             functions = ", ".join(self.__dict__.get("__all__", ()))
             raise TypeError(
@@ -88,7 +90,7 @@ def resolve_module(name: str) -> Unit:
                 raise
             hint = "" if installed() else " (luaimport.install() has not been called)"
             raise LookupError(f"no module named {name!r}{hint}") from None
-    unit = module.__dict__.get(_UNIT)
+    unit: Unit | None = module.__dict__.get(_UNIT)
     if unit is None:
         raise LookupError(f"{name} is not a Lua module ({module.__dict__.get('__file__')})")
     return unit
@@ -233,7 +235,7 @@ def install() -> None:
         if _finder in sys.meta_path:
             return
         try:
-            position = sys.meta_path.index(PathFinder)  # type: ignore[arg-type]
+            position = sys.meta_path.index(PathFinder)
         except ValueError:
             position = len(sys.meta_path)
         sys.meta_path.insert(position, _finder)

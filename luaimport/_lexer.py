@@ -24,16 +24,36 @@ COMMENT = "comment"
 OP = "op"
 
 KEYWORDS = frozenset(
-    "and break do else elseif end false for function if in local nil not or "
-    "repeat return then true until while".split()
+    [
+        "and",
+        "break",
+        "do",
+        "else",
+        "elseif",
+        "end",
+        "false",
+        "for",
+        "function",
+        "if",
+        "in",
+        "local",
+        "nil",
+        "not",
+        "or",
+        "repeat",
+        "return",
+        "then",
+        "true",
+        "until",
+        "while",
+    ]
 )
 
+_DIGITS = frozenset("0123456789")
 _SPACE = re.compile(r"[ \t\f\v]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMERAL = re.compile(r"[0-9.]+(?:[eE][+-]?)?[0-9A-Za-z_]*")
-_VALID_NUMBER = re.compile(
-    r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-)
+_VALID_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _LONG_OPEN = re.compile(r"\[(=*)\[")
 _SHORT_STRING_RUN = {'"': re.compile(r'[^"\\\n]*'), "'": re.compile(r"[^'\\\n]*")}
 _OPERATORS = ("...", "..", "==", "~=", "<=", ">=")
@@ -85,9 +105,9 @@ def string_value(token: Token) -> str:
             i += 1
             continue
         nxt = text[i + 1]
-        if nxt.isdigit():
+        if nxt in _DIGITS:
             j = i + 1
-            while j < i + 4 and text[j].isdigit():
+            while j < i + 4 and text[j] in _DIGITS:
                 j += 1
             out.append(chr(int(text[i + 1 : j])))
             i = j
@@ -127,7 +147,7 @@ class _Lexer:
             elif c.isascii() and (c.isalpha() or c == "_"):
                 end = _NAME.match(text, pos).end()  # type: ignore[union-attr]
                 pos = self.emit(KEYWORD if text[pos:end] in KEYWORDS else NAME, pos, end)
-            elif c.isascii() and c.isdigit() or (c == "." and text[pos + 1 : pos + 2].isdigit()):
+            elif (c.isascii() and c.isdigit()) or (c == "." and text[pos + 1 : pos + 2].isdigit()):
                 pos = self.numeral(pos)
             elif c in "\"'":
                 pos = self.short_string(pos)
@@ -183,9 +203,9 @@ class _Lexer:
             nxt = text[i + 1 : i + 2]
             if nxt == "":
                 raise self.fail("unfinished string", self.line)
-            if nxt.isascii() and nxt.isdigit():
+            if nxt in _DIGITS:
                 j = i + 1
-                while j < i + 4 and text[j : j + 1].isascii() and text[j : j + 1].isdigit():
+                while j < i + 4 and text[j : j + 1] in _DIGITS:
                     j += 1
                 if int(text[i + 1 : j]) > 255:
                     raise self.fail("escape sequence too large", self.line)

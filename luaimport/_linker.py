@@ -73,7 +73,7 @@ class Origin:
 class LineMap:
     """Generated line -> :class:`Origin`, stored as runs of consecutive lines."""
 
-    __slots__ = ("_starts", "_runs")
+    __slots__ = ("_runs", "_starts")
 
     def __init__(self) -> None:
         self._starts: list[int] = []
@@ -109,7 +109,9 @@ def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
     filename = unit.source.filename
 
     def fail(why: str) -> LuaLinkError:
-        return LuaLinkError(f"CALL target {ref.target!r}: {why}", name=unit.name, filename=filename, lineno=ref.line)
+        return LuaLinkError(
+            f"CALL target {ref.target!r}: {why}", name=unit.name, filename=filename, lineno=ref.line
+        )
 
     if "." not in ref.target:
         section = unit.functions.get(ref.target)

@@ -16,21 +16,24 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from ._debug import with_lua_frame
 from ._errors import LuaArgumentError, LuaError, LuaSyntaxError
 from ._linker import Linked, Origin
 
 T = TypeVar("T")
 Command = tuple[Any, ...]
-Protocol = Generator[Command, Any, T]
+#: A command, or a list of commands to send in one round trip (replies come back as a list).
+Step = Command | list[Command]
+Protocol = Generator[Step, Any, T]
 
 #: The two texts a server sends for a real cache miss (Redis 6.2/7, Valkey 9),
 #: as redis-py leaves them once it strips the ``NOSCRIPT`` code.
 _CACHE_MISS = frozenset({"No matching script. Please use EVAL.", "No matching script."})
 
 _TRAILER = re.compile(r"\s*script: ?(?:[0-9a-f]{40})?,? on @user_script:(\d+)\.\s*\Z")
-_RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @user_script:(\d+): ")
+_RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @(\w+):(\d+): ")
 _COMPILING = re.compile(r"Error compiling script \(new function\): ")
-_POSITION = re.compile(r"user_script:(\d+): ")
+_POSITION = re.compile(r"@?user_script: ?(\d+): ")
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 _SCALARS = (str, bytes, int, float)
@@ -50,12 +53,13 @@ def arguments(function: str, keys: Sequence[Any] | None, args: Sequence[Any] | N
 def _sequence(function: str, what: str, values: Sequence[Any] | None) -> Sequence[Any]:
     if values is None:
         return ()
-    if type(values) is not list and type(values) is not tuple:
-        if isinstance(values, (str, bytes, bytearray, memoryview)) or not isinstance(values, Sequence):
-            hint = f" (a single value must be wrapped: [{values!r}])" if isinstance(values, (str, bytes)) else ""
-            raise LuaArgumentError(
-                f"{function}(): {what} must be a list or tuple, not {type(values).__name__}{hint}"
-            )
+    if (type(values) is not list and type(values) is not tuple) and (
+        isinstance(values, (str, bytes, bytearray, memoryview)) or not isinstance(values, Sequence)
+    ):
+        hint = f" (a single value must be wrapped: [{values!r}])" if isinstance(values, (str, bytes)) else ""
+        raise LuaArgumentError(
+            f"{function}(): {what} must be a list or tuple, not {type(values).__name__}{hint}"
+        )
     for i, value in enumerate(values):
         if type(value) not in _SCALARS and (not isinstance(value, _SCALARS) or isinstance(value, bool)):
             raise LuaArgumentError(
@@ -92,16 +96,23 @@ def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
         raise map_error(linked, exc) from None
 
 
-def load(linked: Linked) -> Protocol[str]:
+def load(linked: Linked) -> Protocol[None]:
     """SCRIPT LOAD, with a compile error reported at the ``.lua`` line."""
     try:
-        return (yield ("SCRIPT LOAD", linked.script))
+        yield ("SCRIPT LOAD", linked.script)
     except ResponseError as exc:
         raise map_error(linked, exc) from None
 
 
-def map_error(linked: Linked, exc: ResponseError) -> Exception:
-    """Turn a server's reply about ``linked`` into an error located in the user's source."""
+def map_error(linked: Linked, exc: ResponseError) -> BaseException:
+    """Locate a server's error about ``linked`` in the user's source.
+
+    Only errors that carry a script position become :class:`LuaError` (or
+    :class:`LuaSyntaxError` for compile errors).  Anything else (``BUSY``,
+    ``OOM``, ``READONLY``, ``NOPERM``, a script's own ``redis.error_reply``)
+    is returned as redis-py raised it, so its specific class still reaches
+    the handlers (and cluster clients) written for it.
+    """
     server_message = str(exc)
     text, line = server_message, None
     compiling = _COMPILING.match(text)
@@ -109,50 +120,58 @@ def map_error(linked: Linked, exc: ResponseError) -> Exception:
         text = text[compiling.end() :]
     running = _RUNNING_62.match(text)
     if running:
-        text, line = text[running.end() :], int(running.group(1))
+        text = text[running.end() :]
+        line = int(running.group(2)) if running.group(1) == "user_script" else None
+    code = _first_word_code(text) or getattr(exc, "status_code", None) or "ERR"
     trailer = _TRAILER.search(text)
     if trailer:
         text, line = text[: trailer.start()], int(trailer.group(1))
     position = _POSITION.match(text)
     if position:
         text, line = text[position.end() :], int(position.group(1))
+    if not (compiling or running or trailer or position):
+        return exc
     origin = linked.line_map.lookup(line) if line is not None else None
     if compiling:
         return _syntax_error(linked, text, origin)
-    code = getattr(exc, "status_code", None) or _first_word_code(server_message)
     if origin is None:
-        where = linked.qualname
-        filename = lineno = None
-        function = linked.qualname
-    else:
-        where = f"{origin.filename}:{origin.lineno} in {origin.function}"
-        filename, lineno, function = origin.filename, origin.lineno, origin.function
-    return LuaError(
-        f"{where}: {text}",
+        return LuaError(
+            f"{linked.qualname}: {text}",
+            server_message=server_message,
+            code=code,
+            filename=None,
+            lineno=None,
+            function=linked.qualname,
+        )
+    error = LuaError(
+        f"{origin.filename}:{origin.lineno} in {origin.function}: {text}",
         server_message=server_message,
         code=code,
-        filename=filename,
-        lineno=lineno,
-        function=function,
+        filename=origin.filename,
+        lineno=origin.lineno,
+        function=origin.function,
     )
+    return with_lua_frame(error, origin.filename, origin.lineno, origin.function, origin.source_line)
 
 
-def _first_word_code(message: str) -> str:
+def _first_word_code(message: str) -> str | None:
     word = message.split(" ", 1)[0]
-    return word if _CODE.match(word) else "ERR"
+    return word if _CODE.match(word) else None
 
 
 def _syntax_error(linked: Linked, text: str, origin: Origin | None) -> LuaSyntaxError:
     if origin is None:
         return LuaSyntaxError(f"{linked.qualname}: {text}", "<linked script>", 0)
-    return LuaSyntaxError(f"{text} (in {origin.function})", origin.filename, origin.lineno, origin.source_line)
+    return LuaSyntaxError(
+        f"{text} (in {origin.function})", origin.filename, origin.lineno, origin.source_line
+    )
 
 
-def load_all(linked: Sequence[Linked]) -> Generator[list[Command], list[Any], dict[str, str]]:
+def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:
     """Load many scripts in one round trip: yields one batch of SCRIPT LOADs."""
     replies = yield [("SCRIPT LOAD", item.script) for item in linked]
     loaded = {}
-    for item, reply in zip(linked, replies):
+    for item, reply in zip(linked, replies, strict=True):
         if isinstance(reply, ResponseError):
             raise map_error(item, reply)
         loaded[item.qualname] = item.sha

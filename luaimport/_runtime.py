@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from . import _protocol
-from ._linker import Linked, LineMap, Resolver, Target, link
+from ._linker import LineMap, Linked, Resolver, Target, link
 
 _generation = 0
 _generation_lock = threading.Lock()
@@ -149,4 +149,3 @@ def _shell(client: Any) -> Callable[[Any, _protocol.Protocol[Any]], Any]:
         shell = _run_async if inspect.iscoroutinefunction(execute) else _run_sync
         _shells[kind] = shell
     return shell
-

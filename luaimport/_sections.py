@@ -151,6 +151,12 @@ class _Parser:
         return Section(name, marker_line, first, last, start, end)
 
     def run(self) -> Unit:
+        if self.text.startswith("#"):
+            raise self.fail(
+                "a '#!' line is not supported: Redis reads script flags only on the first line "
+                "of the linked script, which luaimport writes (flags will come from directives)",
+                1,
+            )
         markers: list[tuple[Token, str]] = []
         for token in self.tokens:
             found = self.directive(token)
@@ -183,6 +189,8 @@ class _Parser:
                 found = self.directive(token)
                 if found is None:
                     doc_lines.append(token)
+                elif found[0] not in SECTION_DIRECTIVES:
+                    self.reject_directives([token])
                 elif found[0] in section.directives:
                     raise self.fail(f"directive --@{found[0]} given twice for {name!r}", token.line)
                 else:
@@ -196,14 +204,18 @@ class _Parser:
     def function_name(self, token: Token, rest: str, seen: list[tuple[Token, str]]) -> str:
         parts = rest.split()
         if len(parts) != 1:
-            raise self.fail(f"malformed marker {token.text.strip()!r}: expected '--@function NAME'", token.line)
+            raise self.fail(
+                f"malformed marker {token.text.strip()!r}: expected '--@function NAME'", token.line
+            )
         name = parts[0]
         problem = check_function_name(name)
         if problem:
             raise self.fail(f"invalid function name: {problem}", token.line)
         for other, other_name in seen:
             if other_name == name:
-                raise self.fail(f"duplicate function {name!r} (first defined at line {other.line})", token.line)
+                raise self.fail(
+                    f"duplicate function {name!r} (first defined at line {other.line})", token.line
+                )
         return name
 
     def leading_comments(self, skip: int, tokens: list[Token] | None = None) -> list[Token]:
@@ -271,4 +283,3 @@ class _Parser:
             "bare CALL: CALL is reserved for calls between scripts; write CALL.name(keys, argv)",
             call.line,
         )
-

@@ -71,8 +71,19 @@ def test_module_attributes() -> None:
     assert basic.__file__ == str(FIXTURES / "lipkg" / "basic.lua")
     assert basic.__spec__.name == "lipkg.basic"
     assert basic.__loader__.get_filename("lipkg.basic") == basic.__file__
-    assert basic.__all__ == ["return_args", "call_return", "types", "identity", "factorial", "value", "extras", "passthrough"]
-    assert basic.__doc__ == "The lua_call README example, as a luaimport module.\nSecond line of the module doc."
+    assert basic.__all__ == [
+        "return_args",
+        "call_return",
+        "types",
+        "identity",
+        "factorial",
+        "value",
+        "extras",
+        "passthrough",
+    ]
+    assert (
+        basic.__doc__ == "The lua_call README example, as a luaimport module.\nSecond line of the module doc."
+    )
     assert basic.return_args.__doc__ == "Return ARGV unchanged."
     assert basic.return_args.__qualname__ == "lipkg.basic.return_args"
     assert basic.return_args.__module__ == "lipkg.basic"
@@ -83,7 +94,9 @@ def test_get_source_returns_the_file_text() -> None:
     import lipkg.basic as basic
 
     assert basic.__loader__.get_source("lipkg.basic") == Path(basic.__file__).read_text()
-    assert importlib.util.find_spec("lipkg.basic").loader.get_source("lipkg.basic").startswith("-- The lua_call")
+    assert (
+        importlib.util.find_spec("lipkg.basic").loader.get_source("lipkg.basic").startswith("-- The lua_call")
+    )
 
 
 def test_linecache_shows_lua_lines() -> None:
@@ -152,14 +165,14 @@ def test_marker_less_module_is_callable_with_script_and_sha() -> None:
 def test_module_with_functions_is_not_callable() -> None:
     import lipkg.basic as basic
 
-    with pytest.raises(TypeError, match="is not callable.*return_args"):
+    with pytest.raises(TypeError, match=r"is not callable.*return_args"):
         basic(None, [], [])
 
 
 def test_unknown_attribute_names_the_module() -> None:
     import lipkg.basic as basic
 
-    with pytest.raises(AttributeError, match="lipkg.basic.*nope"):
+    with pytest.raises(AttributeError, match=r"lipkg\.basic.*nope"):
         basic.nope  # noqa: B018
 
 
@@ -260,7 +273,7 @@ def test_call_to_unknown_module_mentions_install_when_not_installed() -> None:
 
 
 def test_call_to_a_python_module_is_a_link_error() -> None:
-    with pytest.raises(LuaLinkError, match="lipkg.shadowed is not a Lua module"):
+    with pytest.raises(LuaLinkError, match=r"lipkg\.shadowed is not a Lua module"):
         luaimport.loads("--@function f\nreturn CALL.lipkg.shadowed.ORIGIN({}, {})\n", "m")
 
 

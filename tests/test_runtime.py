@@ -113,15 +113,22 @@ def test_call_heals_after_script_flush(client: redis.Redis) -> None:
 
 def test_a_script_replying_noscript_is_never_run_twice(client: redis.Redis) -> None:
     liar = luaimport.loads(
-        "--@function liar\nredis.call('INCR', KEYS[1])\nreturn redis.error_reply('NOSCRIPT No matching script.')\n",
+        "--@function liar\n"
+        "redis.call('INCR', KEYS[1])\n"
+        "return redis.error_reply('NOSCRIPT No matching script.')\n",
         "liar",
     )
-    for expected in (1, 2):
-        with pytest.raises(LuaError) as info:
+    for expected in (1, 2):  # the first call loads the script after a real miss; neither runs it twice
+        with pytest.raises(redis.exceptions.NoScriptError, match="No matching script"):
             liar.liar(client, ["runs"])
         assert int(client.get("runs")) == expected
-    assert info.value.server_message == "No matching script."
-    assert info.value.code == "NOSCRIPT"
+
+
+def test_errors_without_a_script_position_keep_their_class(client: redis.Redis) -> None:
+    replier = luaimport.loads("--@function f\nreturn redis.error_reply('READONLY pretend')\n", "replier")
+    with pytest.raises(redis.exceptions.ReadOnlyError) as info:
+        replier.f(client)
+    assert not isinstance(info.value, LuaError)
 
 
 def test_bind_loads_every_imported_module_in_one_round_trip(client: redis.Redis) -> None:
@@ -130,11 +137,12 @@ def test_bind_loads_every_imported_module_in_one_round_trip(client: redis.Redis)
 
     client.config_resetstat()
     loaded = luaimport.bind(client)
+    stats = client.info("commandstats")
     assert loaded["lipkg.basic.call_return"] == basic.call_return.sha
     assert loaded["lipkg.single"] == single.sha
     assert all(client.script_exists(*loaded.values()))
-    stats = client.info("commandstats")
-    assert stats["cmdstat_script|load"]["calls"] == len(loaded)
+    script_load = stats.get("cmdstat_script|load") or stats["cmdstat_script"]  # Redis 6.2 has no subcommand stats
+    assert script_load["calls"] == len(loaded)
 
 
 def test_bind_named_modules_and_functions_only(client: redis.Redis) -> None:
@@ -146,7 +154,9 @@ def test_bind_named_modules_and_functions_only(client: redis.Redis) -> None:
 
 
 def test_bind_reports_a_compile_error_at_the_lua_line(client: redis.Redis) -> None:
-    bad = luaimport.loads("--@function ok\nreturn 1\n--@function broken\nlocal x = \n", "badcompile", "bad.lua")
+    bad = luaimport.loads(
+        "--@function ok\nreturn 1\n--@function broken\nlocal x = \n", "badcompile", "bad.lua"
+    )
     with pytest.raises(LuaSyntaxError) as info:
         luaimport.bind(client, bad)
     assert (info.value.filename, info.value.lineno) == ("bad.lua", 4)

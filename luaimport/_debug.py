@@ -1,0 +1,38 @@
+"""Tracebacks that end at the ``.lua`` line, as Jinja2 does for templates.
+
+A :class:`LuaError` gets one extra innermost frame whose code claims to live
+at the ``.lua`` file and line, so every traceback printer, pdb and IDE shows
+the Lua source line (through ``linecache``, where the importer registered the
+module's lines).  The frames above it are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_RAISE = "raise (__lua_error__)"
+
+
+def with_lua_frame(exc: BaseException, filename: str, lineno: int, function: str, line: str) -> BaseException:
+    """Return ``exc`` with a traceback of one frame at ``filename:lineno`` in ``function``.
+
+    The raise statement copies the Lua line's indentation and is padded to its
+    width, so Python's caret markers do not underline an arbitrary part of it.
+    """
+    stripped = line.strip()
+    indent = line[: len(line) - len(line.lstrip())]
+    statement = _RAISE[:-1] + " " * max(0, len(stripped) - len(_RAISE)) + ")"
+    if indent and lineno > 1:
+        source = "\n" * (lineno - 2) + "if 1:\n" + indent + statement
+    else:
+        source = "\n" * (lineno - 1) + statement
+    code = compile(source, filename, "exec").replace(co_name=function)
+    namespace = {"__lua_error__": exc, "__name__": function}
+    try:
+        exec(code, namespace)
+    except BaseException:
+        tb = sys.exc_info()[2]
+    finally:
+        del namespace["__lua_error__"]  # the frame keeps the namespace: break the cycle
+    assert tb is not None and tb.tb_next is not None
+    return exc.with_traceback(tb.tb_next)
