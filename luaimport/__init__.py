@@ -13,6 +13,7 @@ import types
 from typing import Any
 
 from . import _runtime
+from ._check import check
 from ._errors import LuaArgumentError, LuaError, LuaLinkError, LuaSyntaxError
 from ._importer import LuaModule, install, installed, loads, lua_functions, lua_modules, uninstall
 from ._runtime import LuaFunction
@@ -25,6 +26,7 @@ __all__ = [
     "LuaModule",
     "LuaSyntaxError",
     "bind",
+    "check",
     "install",
     "installed",
     "loads",

@@ -159,6 +159,15 @@ def _first_word_code(message: str) -> str | None:
     return word if _CODE.match(word) else None
 
 
+def compile_error(linked: Linked, message: str) -> LuaSyntaxError:
+    """A Lua compiler's ``user_script:N: message`` about ``linked``, at the ``.lua`` line."""
+    position = _POSITION.match(message)
+    if position is None:
+        return _syntax_error(linked, message, None)
+    origin = linked.line_map.lookup(int(position.group(1)))
+    return _syntax_error(linked, message[position.end() :], origin)
+
+
 def _syntax_error(linked: Linked, text: str, origin: Origin | None) -> LuaSyntaxError:
     if origin is None:
         return LuaSyntaxError(f"{linked.qualname}: {text}", "<linked script>", 0)

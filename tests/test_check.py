@@ -1,0 +1,66 @@
+"""luaimport.check(): compile errors found with lupa's Lua 5.1, no server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import luaimport
+from luaimport import LuaLinkError, LuaSyntaxError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+PKG = Path(__file__).parent / "fixtures" / "checkpkg"
+
+
+def test_check_a_package_reports_each_error_once_at_its_line() -> None:
+    import checkpkg
+
+    problems = luaimport.check(checkpkg)
+    found = sorted((type(p).__name__, Path(p.filename).name, p.lineno) for p in problems)  # type: ignore[union-attr]
+    assert found == [
+        ("LuaLinkError", "link_error.lua", 2),
+        ("LuaSyntaxError", "broken.lua", 6),
+        ("LuaSyntaxError", "deeper.lua", 5),
+    ]
+    broken = next(p for p in problems if isinstance(p, LuaSyntaxError) and p.filename.endswith("broken.lua"))
+    assert broken.text == "end"
+    assert "unexpected symbol near 'end'" in broken.msg
+    assert "checkpkg.sub.link_error" not in sys.modules
+
+
+def test_check_a_clean_module_finds_nothing() -> None:
+    import lipkg.basic
+
+    assert luaimport.check(lipkg.basic) == []
+
+
+def test_check_a_module_with_an_error() -> None:
+    mod = luaimport.loads("--@function f\nlocal a = 1\nlocal = 2\n", "chk", "chk.lua")
+    [problem] = luaimport.check(mod)
+    assert isinstance(problem, LuaSyntaxError)
+    assert (problem.filename, problem.lineno, problem.text) == ("chk.lua", 3, "local = 2")
+
+
+def test_check_rejects_a_plain_module() -> None:
+    import lipkg.shadowed
+
+    with pytest.raises(TypeError, match="neither a Lua module nor a package"):
+        luaimport.check(lipkg.shadowed)
+
+
+def test_link_errors_are_import_errors() -> None:
+    import checkpkg
+
+    assert any(isinstance(p, LuaLinkError) and isinstance(p, ImportError) for p in luaimport.check(checkpkg))
+
+
+def test_missing_lupa_is_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "lupa", None)
+    monkeypatch.setitem(sys.modules, "lupa.lua51", None)
+    import lipkg.basic
+
+    with pytest.raises(ImportError, match=r"pip install 'luaimport\[check\]'"):
+        luaimport.check(lipkg.basic)
