@@ -208,7 +208,7 @@ class _Lexer:
                 while j < i + 4 and text[j : j + 1] in _DIGITS:
                     j += 1
                 if int(text[i + 1 : j]) > 255:
-                    raise self.fail("escape sequence too large", self.line)
+                    raise self.fail("escape sequence too large", self.line + text.count("\n", pos, i))
                 i = j
             else:
                 i += 2

