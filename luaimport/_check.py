@@ -38,7 +38,7 @@ def check(*targets: types.ModuleType) -> list[SyntaxError | ImportError]:
             message = compile_lua(linked.script)
             if message is not None:
                 error = compile_error(linked, str(message))
-                problems.setdefault((error.filename, error.lineno, error.msg.split(" (in ")[0]), error)
+                problems.setdefault((error.filename, error.lineno, error.msg), error)
     return list(problems.values())
 
 
