@@ -101,7 +101,6 @@ class Linked:
     script: str
     sha: str
     line_map: LineMap
-    units: tuple[Unit, ...]
 
 
 def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
@@ -190,7 +189,7 @@ def link(entry: Target, resolver: Resolver) -> Linked:
     writer.generated("return CALL[1](KEYS, ARGV)", entry.unit, entry_line, entry.qualname)
     script = "\n".join(writer.lines) + "\n"
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
-    return Linked(entry.qualname, script, sha, writer.line_map, tuple(units))
+    return Linked(entry.qualname, script, sha, writer.line_map)
 
 
 class _Writer:

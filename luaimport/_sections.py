@@ -114,10 +114,7 @@ class _Parser:
         self.source = source
         self.tokens = tokens
         self.text = source.text
-        self.line_starts = [0]
-        for i, c in enumerate(self.text):
-            if c == "\n":
-                self.line_starts.append(i + 1)
+        self.line_starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
         lines = len(self.line_starts)
         self.last_line = lines - 1 if self.text.endswith("\n") else lines
 
