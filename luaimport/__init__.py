@@ -14,16 +14,25 @@ from typing import Any
 
 from . import _runtime
 from ._check import check
-from ._errors import LuaArgumentError, LuaError, LuaLinkError, LuaSyntaxError
+from ._errors import (
+    LuaArgumentError,
+    LuaCrossSlotError,
+    LuaError,
+    LuaLinkError,
+    LuaNotLoadedError,
+    LuaSyntaxError,
+)
 from ._importer import LuaModule, install, installed, loads, lua_functions, lua_modules, uninstall
 from ._runtime import LuaFunction
 
 __all__ = [
     "LuaArgumentError",
+    "LuaCrossSlotError",
     "LuaError",
     "LuaFunction",
     "LuaLinkError",
     "LuaModule",
+    "LuaNotLoadedError",
     "LuaSyntaxError",
     "bind",
     "check",

@@ -9,11 +9,14 @@ module's lines).  The frames above it are left exactly as they were.
 from __future__ import annotations
 
 import sys
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 _RAISE = "raise (__lua_error__)"
 
 
-def with_lua_frame(exc: BaseException, filename: str, lineno: int, function: str, line: str) -> BaseException:
+def with_lua_frame(exc: E, filename: str, lineno: int, function: str, line: str) -> E:
     """Return ``exc`` with a traceback of one frame at ``filename:lineno`` in ``function``.
 
     The raise statement copies the Lua line's indentation and is padded to its

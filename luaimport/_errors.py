@@ -8,9 +8,18 @@ runs: a script error is still a ``redis.exceptions.ResponseError``, a bad
 
 from __future__ import annotations
 
-from redis.exceptions import ResponseError
+from typing import Any, TypeVar, cast
 
-__all__ = ["LuaArgumentError", "LuaError", "LuaLinkError", "LuaSyntaxError"]
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
+
+__all__ = [
+    "LuaArgumentError",
+    "LuaCrossSlotError",
+    "LuaError",
+    "LuaLinkError",
+    "LuaNotLoadedError",
+    "LuaSyntaxError",
+]
 
 
 class LuaSyntaxError(SyntaxError):
@@ -67,5 +76,52 @@ class LuaArgumentError(TypeError):
     """Arguments that cannot be sent as KEYS or ARGV, caught before any network call."""
 
 
-for _cls in (LuaSyntaxError, LuaLinkError, LuaError, LuaArgumentError):
+class LuaCrossSlotError(RedisClusterException):
+    """Keys of one cluster call that hash to different slots, caught before anything is sent.
+
+    A script runs on one node, so all its keys must live in one slot.
+    Subclasses the ``RedisClusterException`` redis-py raises for the same
+    mistake; ``slots`` maps each key to its slot.
+    """
+
+    def __init__(self, message: str, *, function: str, slots: dict[object, int]) -> None:
+        super().__init__(message)
+        self.function = function
+        self.slots = slots
+
+
+class LuaNotLoadedError(NoScriptError):
+    """A pipelined call found its script missing from the server's cache when the pipeline ran.
+
+    The scripts are loaded just before a pipeline executes, so this means a
+    ``SCRIPT FLUSH``, restart or failover in between.  Nothing is retried: the
+    pipeline's other commands have run, and replaying it could run them twice.
+    """
+
+    def __init__(self, message: str, *, function: str) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+for _cls in (LuaSyntaxError, LuaLinkError, LuaError, LuaArgumentError, LuaCrossSlotError, LuaNotLoadedError):
     _cls.__module__ = "luaimport"
+
+
+E = TypeVar("E", bound=Exception)
+_natives: dict[tuple[type, type], Any] = {}
+
+
+def native(cls: type[E], raised: type[Exception]) -> type[E]:
+    """``cls``, made to subclass too the class the client raised when that is not redis-py's.
+
+    valkey-py raises its own parallel hierarchy; a :class:`LuaError` from a
+    valkey-py call is then also a ``valkey.exceptions.ResponseError``, so
+    handlers written for that client keep working.
+    """
+    if issubclass(raised, ResponseError):
+        return cls
+    made = _natives.get((cls, raised))
+    if made is None:
+        namespace = {"__module__": "luaimport", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        made = _natives.setdefault((cls, raised), type(cls.__name__, (cls, raised), namespace))
+    return cast("type[E]", made)

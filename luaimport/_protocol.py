@@ -4,20 +4,20 @@ Every decision about talking to a server lives here once: which command to
 send, when a script must be loaded, what may be retried, and how a server
 error becomes a :class:`LuaError`.  A protocol is a generator that yields
 commands (tuples for ``execute_command``) and receives their replies, or has
-the reply's ``ResponseError`` thrown into it.  The sync and async shells in
+the error a command raised thrown into it.  Errors are recognised by their
+text, and by class name where the text is ambiguous, because valkey-py
+raises its own parallel hierarchy (``valkey.exceptions.ResponseError``).  The sync and async shells in
 ``_runtime`` only drive these generators; they decide nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError, ResponseError
-
 from ._debug import with_lua_frame
-from ._errors import LuaArgumentError, LuaError, LuaSyntaxError
+from ._errors import LuaArgumentError, LuaCrossSlotError, LuaError, LuaNotLoadedError, LuaSyntaxError, native
 from ._linker import Linked, Origin
 
 T = TypeVar("T")
@@ -26,14 +26,20 @@ Command = tuple[Any, ...]
 Step = Command | list[Command]
 Protocol = Generator[Step, Any, T]
 
+#: The step at which a pipeline protocol hands over to the pipeline's own ``execute``;
+#: the reply is its list of results, errors included as values.
+EXECUTE: Command = ("<execute the pipeline>",)
+
 #: The two texts a server sends for a real cache miss (Redis 6.2/7, Valkey 9),
 #: as redis-py leaves them once it strips the ``NOSCRIPT`` code.
 _CACHE_MISS = frozenset({"No matching script. Please use EVAL.", "No matching script."})
 
 _TRAILER = re.compile(r"\s*script: ?(?:[0-9a-f]{40})?,? on @user_script:(\d+)\.\s*\Z")
-_RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @(\w+):(\d+): ")
-_COMPILING = re.compile(r"Error compiling script \(new function\): ")
-_POSITION = re.compile(r"@?user_script: ?(\d+): ")
+_RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @(\w+):(\d+|\?): ")
+_COMPILING = re.compile(r"Error compiling script \(new function\): |error loading code: ")
+#: Lua's own position prefix: ``user_script:N:`` on servers, ``[string "<python>"]:N:`` in fakeredis.
+_POSITION = re.compile(r'(?:@?user_script: ?|\[string "[^"]*"\]:)(\d+): ')
+_STACK = re.compile(r"\nstack traceback:\n.*\Z", re.DOTALL)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 _SCALARS = (str, bytes, int, float)
@@ -69,6 +75,22 @@ def _sequence(function: str, what: str, values: Sequence[Any] | None) -> Sequenc
     return values
 
 
+def same_slot(function: str, keys: Sequence[Any], keyslot: Callable[[Any], int]) -> None:
+    """Refuse keys of one cluster call that live in different slots, before anything is sent."""
+    if len(keys) < 2:
+        return
+    slots = {key: keyslot(key) for key in keys}
+    if len(set(slots.values())) > 1:
+        listed = ", ".join(f"{key!r} -> {slot}" for key, slot in slots.items())
+        raise LuaCrossSlotError(
+            f"{function}(): keys hash to different cluster slots ({listed}); a script runs on one "
+            "node, so its keys must share a slot: give them a common hash tag, as in '{user1}:a', "
+            "'{user1}:b'",
+            function=function,
+            slots=slots,
+        )
+
+
 def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
     """Run a linked script: EVALSHA, and on a real cache miss load it and run it once more.
 
@@ -80,19 +102,17 @@ def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
     command = ("EVALSHA", linked.sha, *tail)
     try:
         return (yield command)
-    except NoScriptError as exc:
-        if str(exc) not in _CACHE_MISS:
+    except Exception as exc:
+        if not _cache_miss(exc):
             raise map_error(linked, exc) from None
         miss = exc
-    except ResponseError as exc:
-        raise map_error(linked, exc) from None
     (present,) = yield ("SCRIPT EXISTS", linked.sha)
     if present:
         raise map_error(linked, miss) from None
     yield from load(linked)
     try:
         return (yield command)
-    except ResponseError as exc:
+    except Exception as exc:
         raise map_error(linked, exc) from None
 
 
@@ -100,11 +120,11 @@ def load(linked: Linked) -> Protocol[None]:
     """SCRIPT LOAD, with a compile error reported at the ``.lua`` line."""
     try:
         yield ("SCRIPT LOAD", linked.script)
-    except ResponseError as exc:
+    except Exception as exc:
         raise map_error(linked, exc) from None
 
 
-def map_error(linked: Linked, exc: ResponseError) -> BaseException:
+def map_error(linked: Linked, exc: Exception) -> Exception:
     """Locate a server's error about ``linked`` in the user's source.
 
     Only errors that carry a script position become :class:`LuaError` (or
@@ -114,14 +134,18 @@ def map_error(linked: Linked, exc: ResponseError) -> BaseException:
     the handlers (and cluster clients) written for it.
     """
     server_message = str(exc)
-    text, line = server_message, None
+    text, line = _STACK.sub("", server_message), None
     compiling = _COMPILING.match(text)
     if compiling:
         text = text[compiling.end() :]
     running = _RUNNING_62.match(text)
     if running:
         text = text[running.end() :]
-        line = int(running.group(2)) if running.group(1) == "user_script" else None
+        if running.group(1) == "user_script" and running.group(2) != "?":
+            line = int(running.group(2))
+        compiling = compiling or _COMPILING.match(text)
+        if compiling:
+            text = text[compiling.end() :]
     code = _first_word_code(text) or getattr(exc, "status_code", None) or "ERR"
     trailer = _TRAILER.search(text)
     if trailer:
@@ -135,7 +159,7 @@ def map_error(linked: Linked, exc: ResponseError) -> BaseException:
     if compiling:
         return _syntax_error(linked, text, origin)
     if origin is None:
-        return LuaError(
+        return native(LuaError, type(exc))(
             f"{linked.qualname}: {text}",
             server_message=server_message,
             code=code,
@@ -143,7 +167,7 @@ def map_error(linked: Linked, exc: ResponseError) -> BaseException:
             lineno=None,
             function=linked.qualname,
         )
-    error = LuaError(
+    error = native(LuaError, type(exc))(
         f"{origin.filename}:{origin.lineno} in {origin.function}: {text}",
         server_message=server_message,
         code=code,
@@ -176,12 +200,54 @@ def _syntax_error(linked: Linked, text: str, origin: Origin | None) -> LuaSyntax
     )
 
 
+def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Protocol[list[Any]]:
+    """Execute a pipeline holding luaimport calls: load what they need, run it once, map their errors.
+
+    ``calls`` are (position in the pipeline, script) pairs.  One ``SCRIPT
+    EXISTS`` covers every script; only the missing ones are loaded.  The
+    pipeline then runs exactly once: a script that is gone by then (flushed
+    in between) is reported as :class:`LuaNotLoadedError`, never retried,
+    since the pipeline's other commands have already run.
+    """
+    scripts = list({linked.sha: linked for _, linked in calls}.values())
+    present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
+    missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
+    if missing:
+        yield from load_all(missing)
+    replies = list((yield EXECUTE))
+    misses = [(position, linked) for position, linked in calls if _cache_miss(replies[position])]
+    if misses:  # gone, or the script's own reply reading like a miss: the cache tells which
+        present = yield ("SCRIPT EXISTS", *(linked.sha for _, linked in misses))
+        for (position, linked), there in zip(misses, present, strict=True):
+            if not there:
+                replies[position] = native(LuaNotLoadedError, type(replies[position]))(
+                    f"{linked.qualname}: the script was missing from the server's cache when the "
+                    "pipeline ran (SCRIPT FLUSH, a restart or a failover after it was loaded); it did "
+                    "not run, and the pipeline was not replayed because its other commands had run",
+                    function=linked.qualname,
+                )
+    for position, linked in calls:
+        reply = replies[position]
+        if isinstance(reply, Exception) and not isinstance(reply, LuaNotLoadedError):
+            replies[position] = map_error(linked, reply)
+    if raise_on_error:
+        for number, reply in enumerate(replies, 1):
+            if isinstance(reply, Exception):
+                reply.add_note(f"(command #{number} of the pipeline)")
+                raise reply
+    return replies
+
+
+def _cache_miss(reply: object) -> bool:
+    return str(reply) in _CACHE_MISS and any(c.__name__ == "NoScriptError" for c in type(reply).__mro__)
+
+
 def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:
     """Load many scripts in one round trip: yields one batch of SCRIPT LOADs."""
     replies = yield [("SCRIPT LOAD", item.script) for item in linked]
     loaded = {}
     for item, reply in zip(linked, replies, strict=True):
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise map_error(item, reply)
         loaded[item.qualname] = item.sha
     return loaded

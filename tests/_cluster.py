@@ -1,0 +1,164 @@
+"""A real Redis Cluster on loopback, made of the same server binary the suite tests.
+
+``Cluster.start(binary, directory)`` runs ``primaries`` primaries (each with
+``replicas`` replicas), splits the 16384 slots between the primaries with
+``CLUSTER ADDSLOTS`` (Redis 6.2 has no ADDSLOTSRANGE), joins them with
+``CLUSTER MEET`` and waits until every node reports ``cluster_state:ok``.
+A cluster bus listens on port + 10000, so ports are drawn below 55536 and
+both must be free.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+SLOTS = 16384
+
+
+def _free_port() -> int:
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if all(_bindable(p) for p in (port, port + 10000)):
+            return port
+    raise RuntimeError("no free loopback port pair (port, port + 10000) found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait(what: str, ready: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():  # type: ignore[operator]
+                return
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"test cluster: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Node:
+    port: int
+    process: subprocess.Popen[bytes]
+    client: redis.Redis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+
+    @property
+    def node_id(self) -> str:
+        return str(self.client.execute_command("CLUSTER MYID").decode())
+
+
+@dataclass
+class Cluster:
+    primaries: list[Node]
+    replicas: list[Node]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.primaries + self.replicas
+
+    @property
+    def port(self) -> int:
+        return self.primaries[0].port
+
+    @classmethod
+    def start(cls, binary: str, directory: Path, primaries: int = 3, replicas: int = 1) -> Cluster:
+        nodes: list[Node] = []
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                nodes.append(_spawn(binary, directory))
+            for node in nodes:
+                _wait(f"port {node.port}", node.client.ping)
+            cluster = cls(nodes[:primaries], nodes[primaries:])
+            cluster._form(replicas)
+        except BaseException:
+            for node in nodes:
+                _stop(node)
+            raise
+        return cluster
+
+    def _form(self, replicas: int) -> None:
+        share = SLOTS // len(self.primaries)
+        for i, node in enumerate(self.primaries):
+            last = SLOTS if i == len(self.primaries) - 1 else (i + 1) * share
+            node.client.execute_command("CLUSTER ADDSLOTS", *range(i * share, last))
+        first = self.primaries[0].client
+        for node in self.nodes[1:]:
+            first.execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+        count = len(self.nodes)
+        for node in self.nodes:
+            _wait(
+                "every node to meet",
+                lambda c=node.client: int(c.cluster("info")["cluster_known_nodes"]) == count,
+            )
+        for i, node in enumerate(self.replicas):
+            primary = self.primaries[i // replicas]
+            node.client.execute_command("CLUSTER REPLICATE", primary.node_id)
+        for node in self.replicas:
+            _wait("replication", lambda c=node.client: c.info("replication")["master_link_status"] == "up")
+        for node in self.nodes:
+            _wait("cluster_state:ok", lambda c=node.client: c.cluster("info")["cluster_state"] == "ok")
+            _wait("a full slot map", lambda c=node.client: _covered(c) == SLOTS)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            _stop(node)
+
+
+def _covered(client: redis.Redis) -> int:
+    slots = client.execute_command("CLUSTER SLOTS")
+    return sum(int(entry[1]) - int(entry[0]) + 1 for entry in slots)
+
+
+def _spawn(binary: str, directory: Path) -> Node:
+    port = _free_port()
+    workdir = directory / str(port)
+    workdir.mkdir(parents=True)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "5000",
+            "--dir", str(workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--repl-diskless-sync-delay", "0",
+            "--logfile", "server.log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return Node(port, process)
+
+
+def _stop(node: Node) -> None:
+    node.client.close()
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
+        try:
+            node.process.wait(10)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait()

@@ -1,0 +1,185 @@
+"""Redis Cluster: routing by slot, healing one node, cross-slot keys, cluster pipelines, bind."""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+
+import pytest
+import redis
+import redis.asyncio.cluster
+from _cluster import SLOTS, Cluster
+from redis.cluster import LoadBalancingStrategy, RedisCluster
+
+import luaimport
+from luaimport import LuaCrossSlotError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+
+def key_per_slot() -> list[str]:
+    """One key for every slot (no hash tags: the whole key is hashed, with Redis's CRC16)."""
+    keys: dict[int, str] = {}
+    i = 0
+    while len(keys) < SLOTS:
+        key = f"k{i}"
+        keys.setdefault(binascii.crc_hqx(key.encode(), 0) % SLOTS, key)
+        i += 1
+    return [keys[slot] for slot in range(SLOTS)]
+
+
+@pytest.fixture
+def rc(cluster: Cluster) -> RedisCluster:
+    client = RedisCluster(host="127.0.0.1", port=cluster.port)
+    yield client
+    client.close()
+
+
+def evalsha_calls(cluster: Cluster) -> list[int]:
+    return [
+        n.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) for n in cluster.primaries
+    ]
+
+
+def test_a_cold_cluster_serves_calls_on_every_slot(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.single as single
+
+    keys = key_per_slot()
+    assert {rc.keyslot(key) for key in keys} == set(range(SLOTS))
+    assert [single(rc, [key], [slot]) for slot, key in enumerate(keys)] == list(range(SLOTS))
+    for node in cluster.primaries:
+        assert node.client.script_exists(single.sha) == [True]
+    assert sum(evalsha_calls(cluster)) == SLOTS + len(cluster.primaries)  # one miss per primary
+
+
+def test_script_flush_on_one_primary_heals_that_node_only(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.single as single
+
+    keys = key_per_slot()
+    by_node = {
+        n.port: next(k for k in keys if rc.get_node_from_key(k).port == n.port) for n in cluster.primaries
+    }
+    luaimport.bind(rc, single)
+    flushed, *others = cluster.primaries
+    flushed.client.script_flush()
+    for node in cluster.nodes:
+        node.client.config_resetstat()
+    assert [single(rc, [by_node[n.port]], [1]) for n in cluster.primaries] == [1, 1, 1]
+    assert flushed.client.script_exists(single.sha) == [True]
+    assert command_count(flushed.client, "evalsha") == 2  # the miss, then the retry
+    for node in others:
+        assert command_count(node.client, "evalsha") == 1
+        assert command_count(node.client, "script") == 0  # no check, no load where nothing was missing
+
+
+def command_count(client: redis.Redis, name: str) -> int:
+    stats = client.info("commandstats")
+    return sum(
+        v["calls"] for k, v in stats.items() if k == f"cmdstat_{name}" or k.startswith(f"cmdstat_{name}|")
+    )
+
+
+def test_calls_without_keys_run_and_heal_on_any_primary(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.basic as basic
+
+    for i in range(30):
+        assert basic.factorial(rc, [], [i % 6 + 1]) > 0
+        if i == 15:
+            for node in cluster.primaries:
+                node.client.script_flush()
+    assert sum(evalsha_calls(cluster)) >= 30
+
+
+def test_keys_in_different_slots_fail_before_anything_is_sent(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.basic as basic
+
+    before = evalsha_calls(cluster)
+    with pytest.raises(LuaCrossSlotError, match=r"lipkg.basic.identity\(\): keys hash to different") as info:
+        basic.identity(rc, ["a", "b"], [])
+    assert isinstance(info.value, redis.exceptions.RedisClusterException)
+    assert info.value.slots == {"a": rc.keyslot("a"), "b": rc.keyslot("b")}
+    assert "hash tag" in str(info.value)
+    pipe = rc.pipeline()
+    with pytest.raises(LuaCrossSlotError):
+        basic.identity(pipe, ["a", "b"], [])
+    assert len(pipe) == 0
+    assert basic.identity(rc, ["{t}a", "{t}b"], [1]) == b"1"  # one slot through a hash tag
+    assert sum(evalsha_calls(cluster)) == sum(before) + 2  # only the good call: a miss and its retry
+
+
+def test_cross_slot_on_the_asyncio_cluster_client(cluster: Cluster) -> None:
+    import lipkg.basic as basic
+
+    async def scenario() -> None:
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port)
+        try:
+            with pytest.raises(LuaCrossSlotError):
+                await basic.identity(client, ["a", "b"], [])
+            pipe = client.pipeline()
+            with pytest.raises(LuaCrossSlotError):
+                basic.identity(pipe, ["a", "b"], [])
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cluster_pipeline_of_a_thousand_calls_matches_direct_calls(
+    cluster: Cluster, rc: RedisCluster
+) -> None:
+    import lipkg.single as single
+
+    keys = key_per_slot()[:: SLOTS // 1000][:1000]
+    pipe = rc.pipeline()
+    for i, key in enumerate(keys):
+        single(pipe, [key], [i])
+    piped = pipe.execute()
+    values = [int(v) for v in rc.mget_nonatomic(keys)]
+    for node in cluster.primaries:
+        node.client.flushall()
+    direct = [single(rc, [key], [i]) for i, key in enumerate(keys)]
+    assert piped == direct == list(range(1000))
+    assert [int(v) for v in rc.mget_nonatomic(keys)] == values
+
+
+def test_bind_loads_on_every_primary(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.basic as basic
+
+    loaded = luaimport.bind(rc, basic)
+    for node in cluster.primaries:
+        assert all(node.client.script_exists(*loaded.values()))
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize(
+    "reads",
+    [{"read_from_replicas": True}, {"load_balancing_strategy": LoadBalancingStrategy.ROUND_ROBIN}],
+    ids=["read_from_replicas", "load_balancing_strategy"],
+)
+def test_bind_loads_on_replicas_when_reads_may_go_there(cluster: Cluster, reads: dict[str, object]) -> None:
+    import lipkg.basic as basic
+
+    client = RedisCluster(host="127.0.0.1", port=cluster.port, **reads)  # type: ignore[arg-type]
+    try:
+        loaded = luaimport.bind(client, basic)
+    finally:
+        client.close()
+    for node in cluster.nodes:
+        assert all(node.client.script_exists(*loaded.values()))
+
+
+def test_bind_on_the_asyncio_cluster_client(cluster: Cluster) -> None:
+    import lipkg.basic as basic
+
+    async def scenario() -> dict[str, str]:
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port)
+        try:
+            loaded: dict[str, str] = await luaimport.bind(client, basic)
+            assert await basic.factorial(client, [], [5]) == 120
+            return loaded
+        finally:
+            await client.aclose()
+
+    loaded = asyncio.run(scenario())
+    for node in cluster.primaries:
+        assert all(node.client.script_exists(*loaded.values()))

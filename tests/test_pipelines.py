@@ -1,0 +1,176 @@
+"""Pipelines and transactions on one server: loading before execute, no replay, WATCH, reset."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+import redis.asyncio
+
+import luaimport
+from luaimport import LuaError, LuaNotLoadedError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+
+def command_calls(client: redis.Redis, *names: str) -> int:
+    """How many times the server ran these commands ('script|load'; Redis 6.2 counts only 'script')."""
+    stats = client.info("commandstats")
+    total = 0
+    for name in names:
+        entry = stats.get(f"cmdstat_{name}") or stats.get(f"cmdstat_{name.split('|')[0]}", {})
+        total += entry.get("calls", 0)
+    return total
+
+
+@pytest.mark.parametrize("transaction", [False, True])
+def test_one_script_exists_and_only_the_missing_loads(client: redis.Redis, transaction: bool) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    luaimport.bind(client, single)
+    client.config_resetstat()
+    pipe = client.pipeline(transaction=transaction)
+    for i in range(5):
+        single(pipe, ["n"], [1])
+        basic.return_args(pipe, [], [i])
+    assert len(pipe) == 10
+    results = pipe.execute()
+    assert results[0::2] == [1, 2, 3, 4, 5]
+    assert results[1::2] == [[b"0"], [b"1"], [b"2"], [b"3"], [b"4"]]
+    stats = client.info("commandstats")
+    if "cmdstat_script|exists" in stats:
+        assert stats["cmdstat_script|exists"]["calls"] == 1
+        assert stats["cmdstat_script|load"]["calls"] == 1
+    else:  # Redis 6.2 counts SCRIPT subcommands together
+        assert stats["cmdstat_script"]["calls"] == 2
+    assert command_calls(client, "evalsha") == 10
+
+
+@pytest.mark.parametrize("transaction", [False, True])
+def test_a_script_flushed_before_it_runs_is_reported_and_nothing_replays(
+    client: redis.Redis, transaction: bool
+) -> None:
+    import lipkg.single as single
+
+    pipe = client.pipeline(transaction=transaction)
+    single(pipe, ["n"], [1])
+    pipe.incr("plain")
+    pipe.script_flush()  # runs inside the pipeline, after the scripts were loaded
+    single(pipe, ["n"], [10])
+    pipe.incr("plain")
+    results = pipe.execute(raise_on_error=False)
+    assert results[:3] == [1, 1, True]
+    assert isinstance(results[3], LuaNotLoadedError)
+    assert isinstance(results[3], redis.exceptions.NoScriptError)
+    assert results[3].function == "lipkg.single"
+    assert "was not replayed" in str(results[3])
+    assert results[4] == 2
+    assert client.get("n") == b"1"  # neither run twice nor run late
+    assert client.get("plain") == b"2"
+
+
+def test_a_script_replying_like_a_cache_miss_is_not_called_unloaded(client: redis.Redis) -> None:
+    liar = luaimport.loads(
+        "--@function f\nredis.call('INCR', KEYS[1])\n"
+        "return redis.error_reply('NOSCRIPT No matching script.')\n",
+        "pliar",
+    )
+    pipe = client.pipeline()
+    liar.f(pipe, ["runs"])
+    (result,) = pipe.execute(raise_on_error=False)
+    assert type(result) is redis.exceptions.NoScriptError
+    assert client.get("runs") == b"1"
+
+
+def test_raise_on_error_raises_the_located_error_after_every_command_ran(client: redis.Redis) -> None:
+    import errs.entry as entry
+
+    pipe = client.pipeline()
+    pipe.set("a", 1)
+    entry.run(pipe, ["k"], ["explicit"])
+    pipe.set("b", 2)
+    with pytest.raises(LuaError, match=r"kinds\.lua:8 in errs\.kinds\.explicit: .*explicit failure") as info:
+        pipe.execute()
+    assert info.value.__notes__ == ["(command #2 of the pipeline)"]
+    assert client.mget("a", "b") == [b"1", b"2"]
+    assert len(pipe) == 0  # the pipeline was reset, as redis-py does
+
+
+def test_other_errors_in_the_pipeline_keep_their_class(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    client.set("str", "x")
+    pipe = client.pipeline()
+    single(pipe, ["n"], [1])
+    pipe.lpush("str", "y")
+    with pytest.raises(redis.exceptions.ResponseError) as info:
+        pipe.execute()
+    assert not isinstance(info.value, LuaError)
+    assert "WRONGTYPE" in str(info.value)
+
+
+def test_watch_runs_calls_at_once_then_multi_queues_them(client: redis.Redis) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    with client.pipeline() as pipe:
+        pipe.watch("n")
+        assert basic.return_args(pipe, [], [5]) == [b"5"]  # immediate mode: a plain call, load included
+        pipe.multi()
+        assert single(pipe, ["n"], [1]) is pipe
+        assert pipe.execute() == [1]
+        pipe.watch("n")
+        client.set("n", 10)  # the watched key changes: EXEC aborts and nothing is retried
+        pipe.multi()
+        single(pipe, ["n"], [1])
+        with pytest.raises(redis.exceptions.WatchError):
+            pipe.execute()
+    assert client.get("n") == b"10"
+
+
+def test_reset_forgets_queued_calls(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    pipe = client.pipeline()
+    single(pipe, ["n"], [1])
+    pipe.reset()
+    client.config_resetstat()
+    pipe.set("k", "v")
+    assert pipe.execute() == [True]
+    assert command_calls(client, "script|exists", "script|load", "evalsha") == 0
+
+
+def test_a_pipeline_is_wrapped_once(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    pipe = client.pipeline()
+    single(pipe, ["n"], [1])
+    execute = pipe.execute
+    single(pipe, ["n"], [1])
+    assert pipe.execute == execute
+    assert pipe.execute() == [1, 2]
+    single(pipe, ["n"], [1])
+    assert pipe.execute() == [3]  # still loads and maps after a first execute
+
+
+def test_asyncio_pipeline_queues_without_await_and_maps_errors(server_kwargs: dict[str, object]) -> None:
+    import errs.entry as entry
+    import lipkg.single as single
+
+    async def scenario() -> list[object]:
+        aclient = redis.asyncio.Redis(**server_kwargs)  # type: ignore[arg-type]
+        try:
+            await aclient.script_flush()
+            async with aclient.pipeline(transaction=True) as pipe:
+                assert single(pipe, ["n"], [2]) is pipe
+                entry.run(pipe, ["k"], ["index_nil"])
+                return list(await pipe.execute(raise_on_error=False))
+        finally:
+            await aclient.aclose()
+
+    two, error = asyncio.run(scenario())
+    assert two == 2
+    assert isinstance(error, LuaError)
+    assert error.lineno == 12
