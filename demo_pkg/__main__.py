@@ -91,6 +91,15 @@ def main() -> int:
         show("counters.incr_many([a, b, hits], [2])", counters.incr_many(client, [a, b, hits], [2]))
         show("counters.get([a, b, hits, missing])", counters.get(client, [a, b, hits, key("missing")]))
 
+        print("pipeline (one SCRIPT EXISTS, then one round trip; errors stay in their place):")
+        with client.pipeline() as pipe:
+            counters.incr(pipe, [hits], [10])
+            counters.incr(pipe, [hits], ["lots"])
+            counters.get(pipe, [hits])
+            results = pipe.execute(raise_on_error=False)
+        shown = [f"LuaError at line {r.lineno}" if isinstance(r, luaimport.LuaError) else r for r in results]
+        show("incr([hits], [10]), incr(.., [lots]), get", shown)
+
         print("ratelimit (token bucket: capacity 5, refill 1 token/s):")
         bucket = [key("bucket:alice")]
         allowed = [ratelimit.allow(client, bucket, [5, 1]) for _ in range(6)]

@@ -11,6 +11,7 @@ import pytest
 EXPECTED = [
     "bind: loaded 10 linked scripts in one round trip",
     "counters.incr_many([a, b, hits], [2])        -> [2, 2, 44]",
+    "incr([hits], [10]), incr(.., [lots]), get    -> [54, 'LuaError at line 13', [54]]",
     "ratelimit.allow x6                           -> [1, 1, 1, 1, 1, 0]",
     "queue.push(3 payloads)                       -> ids [1, 2, 3]",
     "queue.claim(lease 30 s)                      -> #2 email:bob",

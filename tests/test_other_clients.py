@@ -48,6 +48,8 @@ def test_valkey_py_sync_client_pipeline_and_errors(server_kwargs: dict[str, obje
     assert isinstance(error, LuaError)
     assert (error.filename, error.lineno) == (str(KINDS_LUA), 8)
     assert isinstance(info.value, redis.exceptions.ResponseError)  # luaimport's errors are redis-py's
+    assert isinstance(info.value, valkey.exceptions.ResponseError)  # and valkey-py's, for its users
+    assert isinstance(error, valkey.exceptions.ResponseError)
     assert info.value.lineno == 12
 
 
