@@ -81,10 +81,10 @@ class LuaCrossSlotError(RedisClusterException):
 
     A script runs on one node, so all its keys must live in one slot.
     Subclasses the ``RedisClusterException`` redis-py raises for the same
-    mistake; ``slots`` maps each key to its slot.
+    mistake; ``slots`` lists each key with its slot.
     """
 
-    def __init__(self, message: str, *, function: str, slots: dict[object, int]) -> None:
+    def __init__(self, message: str, *, function: str, slots: list[tuple[object, int]]) -> None:
         super().__init__(message)
         self.function = function
         self.slots = slots

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ._debug import with_lua_frame
 from ._errors import LuaArgumentError, LuaCrossSlotError, LuaError, LuaNotLoadedError, LuaSyntaxError, native
@@ -29,6 +29,8 @@ Protocol = Generator[Step, Any, T]
 #: The step at which a pipeline protocol hands over to the pipeline's own ``execute``;
 #: the reply is its list of results, errors included as values.
 EXECUTE: Command = ("<execute the pipeline>",)
+#: The step that empties a pipeline and hands its connection back to the pool.
+RESET: Command = ("<reset the pipeline>",)
 
 #: The two texts a server sends for a real cache miss (Redis 6.2/7, Valkey 9),
 #: as redis-py leaves them once it strips the ``NOSCRIPT`` code.
@@ -79,9 +81,9 @@ def same_slot(function: str, keys: Sequence[Any], keyslot: Callable[[Any], int])
     """Refuse keys of one cluster call that live in different slots, before anything is sent."""
     if len(keys) < 2:
         return
-    slots = {key: keyslot(key) for key in keys}
-    if len(set(slots.values())) > 1:
-        listed = ", ".join(f"{key!r} -> {slot}" for key, slot in slots.items())
+    slots = [(key, keyslot(key)) for key in keys]
+    if len({slot for _, slot in slots}) > 1:
+        listed = ", ".join(f"{key!r} -> {slot}" for key, slot in slots)
         raise LuaCrossSlotError(
             f"{function}(): keys hash to different cluster slots ({listed}); a script runs on one "
             "node, so its keys must share a slot: give them a common hash tag, as in '{user1}:a', "
@@ -104,16 +106,16 @@ def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
         return (yield command)
     except Exception as exc:
         if not _cache_miss(exc):
-            raise map_error(linked, exc) from None
+            _raise_located(linked, exc)
         miss = exc
     (present,) = yield ("SCRIPT EXISTS", linked.sha)
     if present:
-        raise map_error(linked, miss) from None
+        _raise_located(linked, miss)
     yield from load(linked)
     try:
         return (yield command)
     except Exception as exc:
-        raise map_error(linked, exc) from None
+        _raise_located(linked, exc)
 
 
 def load(linked: Linked) -> Protocol[None]:
@@ -121,7 +123,15 @@ def load(linked: Linked) -> Protocol[None]:
     try:
         yield ("SCRIPT LOAD", linked.script)
     except Exception as exc:
-        raise map_error(linked, exc) from None
+        _raise_located(linked, exc)
+
+
+def _raise_located(linked: Linked, exc: Exception) -> NoReturn:
+    """Raise ``exc`` located in the source; an error passed through keeps its own cause and context."""
+    located = map_error(linked, exc)
+    if located is exc:
+        raise exc
+    raise located from None
 
 
 def map_error(linked: Linked, exc: Exception) -> Exception:
@@ -210,14 +220,21 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Proto
     since the pipeline's other commands have already run.
     """
     scripts = list({linked.sha: linked for _, linked in calls}.values())
-    present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
-    missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
-    if missing:
-        yield from load_all(missing)
+    try:
+        present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
+        missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
+        if missing:
+            yield from load_all(missing)
+    except Exception:
+        yield RESET  # as the pipeline's own execute does whatever happens: nothing stays queued
+        raise
     replies = list((yield EXECUTE))
     misses = [(position, linked) for position, linked in calls if _cache_miss(replies[position])]
     if misses:  # gone, or the script's own reply reading like a miss: the cache tells which
-        present = yield ("SCRIPT EXISTS", *(linked.sha for _, linked in misses))
+        try:
+            present = yield ("SCRIPT EXISTS", *(linked.sha for _, linked in misses))
+        finally:
+            yield RESET  # the check may have taken a connection for the pipeline
         for (position, linked), there in zip(misses, present, strict=True):
             if not there:
                 replies[position] = native(LuaNotLoadedError, type(replies[position]))(
@@ -239,7 +256,11 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Proto
 
 
 def _cache_miss(reply: object) -> bool:
-    return str(reply) in _CACHE_MISS and any(c.__name__ == "NoScriptError" for c in type(reply).__mro__)
+    return (
+        isinstance(reply, Exception)
+        and any(c.__name__ == "NoScriptError" for c in type(reply).__mro__)
+        and str(reply) in _CACHE_MISS
+    )
 
 
 def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:

@@ -8,10 +8,10 @@ The sync and async shells are the same dozen lines with and without
 
 from __future__ import annotations
 
-import functools
 import inspect
 import random
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -196,7 +196,9 @@ class _Kind:
         protocol = _protocol.evalsha(linked, tail)
         if not self.cluster:
             return self.drive(client.execute_command, _pipelined(client), protocol)
-        send = _ClusterRoute(client, keys)
+        # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
+        execute = _immediate(client, self) if self.pipeline else client.execute_command
+        send = _ClusterRoute(_cluster_of(client), execute, keys)
         return self.drive(send, self.one_by_one(send), protocol)
 
     def bind(self, client: Any, protocol: _protocol.Protocol[dict[str, str]]) -> Any:
@@ -204,10 +206,7 @@ class _Kind:
             raise TypeError("bind() takes a client, not a pipeline (calls on a pipeline load their scripts)")
         if not self.cluster:
             return self.drive(client.execute_command, _pipelined(client), protocol)
-        nodes = client.get_primaries()
-        if getattr(client, "read_from_replicas", False) or getattr(client, "load_balancing_strategy", None):
-            nodes += client.get_replicas()
-        send = functools.partial(client.execute_command, target_nodes=nodes)
+        send = _ClusterEverywhere(client, client.execute_command)
         return self.drive(send, self.one_by_one(send), protocol)
 
 
@@ -227,12 +226,55 @@ def _cluster_of(client: Any) -> Any:
 
 
 def _watching(pipe: Any) -> bool:
-    """After WATCH and before MULTI a pipeline runs commands at once, like a client."""
-    return bool(getattr(pipe, "watching", False)) and not getattr(pipe, "explicit_transaction", False)
+    """After WATCH and before MULTI a pipeline runs commands at once, like a client.
+
+    redis-py's cluster pipelines keep that state on their execution strategy.
+    """
+    state = getattr(pipe, "_execution_strategy", pipe)
+    watching = getattr(state, "watching", None) or getattr(state, "_watching", False)
+    multi = getattr(state, "explicit_transaction", None) or getattr(state, "_explicit_transaction", False)
+    return bool(watching) and not multi
 
 
-class _ClusterRoute:
-    """Send a call's commands on a cluster: EVALSHA where its keys live, its cache checks to that node.
+class _ClusterTransport:
+    """Commands run by ``execute`` on ``client``'s nodes; an asyncio client learns its nodes on first use."""
+
+    __slots__ = ("client", "execute")
+
+    def __init__(self, client: Any, execute: Send) -> None:
+        self.client = client
+        self.execute = execute
+
+    def __call__(self, *command: Any) -> Any:
+        primaries = self.client.get_primaries()
+        if not primaries:
+            return self._initialized(command)
+        return self.send(primaries, command)
+
+    def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
+        raise NotImplementedError
+
+    async def _initialized(self, command: _protocol.Command) -> Any:
+        await self.client.initialize()
+        return await self(*command)
+
+
+class _ClusterEverywhere(_ClusterTransport):
+    """Every primary, and the replicas too when the client may read from them (for bind)."""
+
+    __slots__ = ()
+
+    def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
+        nodes = list(primaries)
+        if getattr(self.client, "read_from_replicas", False) or getattr(
+            self.client, "load_balancing_strategy", None
+        ):
+            nodes += self.client.get_replicas()
+        return self.execute(*command, target_nodes=nodes)
+
+
+class _ClusterRoute(_ClusterTransport):
+    """A call's commands: EVALSHA where its keys live, its cache checks to that same node.
 
     A keyed EVALSHA is routed by redis-py (so MOVED and ASK are followed);
     ``SCRIPT EXISTS`` and ``SCRIPT LOAD`` then go to the node that owns the
@@ -241,76 +283,100 @@ class _ClusterRoute:
     so healing a cache miss only ever loads where the miss happened.
     """
 
-    __slots__ = ("client", "key", "node")
+    __slots__ = ("key", "node")
 
-    def __init__(self, client: Any, keys: Sequence[Any]) -> None:
-        self.client = client
+    def __init__(self, client: Any, execute: Send, keys: Sequence[Any]) -> None:
+        super().__init__(client, execute)
         self.key = keys[0] if keys else None
         self.node: Any = None
 
     def __call__(self, *command: Any) -> Any:
-        if self.key is not None:
-            if command[0] == "EVALSHA":
-                return self.client.execute_command(*command)
-            return self.client.execute_command(*command, target_nodes=self.client.get_node_from_key(self.key))
-        if self.node is None:
-            primaries = self.client.get_primaries()
-            if not primaries:  # an asyncio cluster client learns its nodes on first use
-                return self._initialized(command)
-            self.node = random.choice(primaries)
-        return self.client.execute_command(*command, target_nodes=self.node)
+        if self.key is None:
+            return super().__call__(*command)
+        if command[0] == "EVALSHA":
+            return self.execute(*command)
+        return self.execute(*command, target_nodes=self.client.get_node_from_key(self.key))
 
-    async def _initialized(self, command: _protocol.Command) -> Any:
-        await self.client.initialize()
-        return await self(*command)
+    def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
+        if self.node is None:
+            self.node = random.choice(primaries)
+        return self.execute(*command, target_nodes=self.node)
+
+
+def _immediate(pipe: Any, kind: _Kind) -> Send:
+    """Where a pipeline's own commands can run at once, outside its queue."""
+    if not kind.cluster:
+        return pipe.immediate_execute_command  # type: ignore[no-any-return]
+    cluster = _cluster_of(pipe)
+    if cluster is not pipe:  # asyncio cluster pipelines wrap a client
+        return cluster.execute_command  # type: ignore[no-any-return]
+    for cls in type(pipe).__mro__:  # sync ones are cluster clients: run as the first non-pipeline class
+        if "execute_command" in vars(cls) and not hasattr(cls, "execute"):
+            return vars(cls)["execute_command"].__get__(pipe)  # type: ignore[no-any-return]
+    raise TypeError(f"cannot run commands outside the queue of {type(pipe).__name__}")
 
 
 class _PipelineCalls:
     """The luaimport calls queued on one pipeline, and the ``execute`` that loads and maps them.
 
     Installed on the pipeline instance the first time a call is queued:
-    ``pipe.execute`` and ``pipe.reset`` are wrapped (the pipeline's own
-    methods still do all the work), so ``pipe.execute()`` loads the missing
-    scripts first and returns their errors located in the ``.lua`` files.
+    ``pipe.execute``, ``pipe.reset`` and ``pipe.discard`` are wrapped (the
+    pipeline class's own methods still do all the work), so ``pipe.execute()``
+    loads the missing scripts first and returns their errors located in the
+    ``.lua`` files.  Only a weak reference leads back to the pipeline, so it is
+    freed (and its connection released) as soon as the caller drops it.
     """
 
     def __init__(self, pipe: Any, kind: _Kind) -> None:
-        self.pipe = pipe
+        self.pipe = weakref.ref(pipe)
         self.kind = kind
         self.calls: list[tuple[int, Linked]] = []
-        self.original_execute = pipe.execute
-        self.original_reset = pipe.reset
-        self.immediate = (
-            getattr(pipe, "immediate_execute_command", None)
-            or getattr(pipe, "parent_execute_command", None)
-            or _cluster_of(pipe).execute_command
-        )
         pipe.execute = self.execute
         pipe.reset = self.reset
+        if hasattr(pipe, "discard"):
+            pipe.discard = self.discard
 
     @classmethod
     def of(cls, pipe: Any, kind: _Kind) -> _PipelineCalls:
         installed = getattr(pipe.execute, "__self__", None)
         return installed if isinstance(installed, cls) else cls(pipe, kind)
 
+    def _pipe(self) -> Any:
+        pipe = self.pipe()
+        assert pipe is not None, "called through the pipeline, which is alive"
+        return pipe
+
     def queue(self, linked: Linked, tail: _protocol.Command) -> Any:
-        position = len(self.pipe)
-        queued = self.pipe.execute_command("EVALSHA", linked.sha, *tail)
+        pipe = self._pipe()
+        position = len(pipe)
+        queued = pipe.execute_command("EVALSHA", linked.sha, *tail)
         self.calls.append((position, linked))
         return queued
 
     def reset(self, *args: Any, **kwargs: Any) -> Any:
         self.calls = []
-        return self.original_reset(*args, **kwargs)
+        pipe = self._pipe()
+        return type(pipe).reset(pipe, *args, **kwargs)
 
-    def execute(self, raise_on_error: bool = True, **kwargs: Any) -> Any:
+    def discard(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls = []
+        pipe = self._pipe()
+        return type(pipe).discard(pipe, *args, **kwargs)
+
+    def execute(self, raise_on_error: bool = True, *args: Any, **kwargs: Any) -> Any:
+        pipe = self._pipe()
+        execute = type(pipe).execute
         calls = list(self.calls)  # the pipeline's own reset() clears them once it has run
         if not calls:
-            return self.original_execute(raise_on_error, **kwargs)
-        execute = functools.partial(self.original_execute, False, **kwargs)
+            return execute(pipe, raise_on_error, *args, **kwargs)
+        immediate = _immediate(pipe, self.kind)
 
         def send(*command: Any) -> Any:
-            return execute() if command == _protocol.EXECUTE else self.immediate(*command)
+            if command == _protocol.EXECUTE:
+                return execute(pipe, False, *args, **kwargs)
+            if command == _protocol.RESET:
+                return self.reset()
+            return immediate(*command)
 
         protocol = _protocol.pipeline(calls, raise_on_error)
         return self.kind.drive(send, self.kind.one_by_one(send), protocol)

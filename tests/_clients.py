@@ -16,13 +16,26 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+import valkey
+import valkey.asyncio
+import valkey.asyncio.cluster
+import valkey.cluster
 
 Call = tuple[Callable[..., Any], Sequence[Any] | None, Sequence[Any] | None]
 
 DIRECT = ["sync", "async"]
 PIPELINES = ["pipeline", "transaction", "async_pipeline", "async_transaction"]
 CLUSTER = ["cluster", "cluster_async", "cluster_pipeline", "cluster_async_pipeline"]
-KINDS = DIRECT + PIPELINES + CLUSTER
+VALKEY_PY = ["valkey_sync", "valkey_async", "valkey_transaction", "valkey_cluster", "valkey_cluster_pipeline"]
+KINDS = DIRECT + PIPELINES + CLUSTER + VALKEY_PY
+
+#: (single server, cluster) client classes, by library and flavour
+CLIENTS = {
+    ("redis", False): (redis.Redis, redis.cluster.RedisCluster),
+    ("redis", True): (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster),
+    ("valkey", False): (valkey.Valkey, valkey.cluster.ValkeyCluster),
+    ("valkey", True): (valkey.asyncio.Valkey, valkey.asyncio.cluster.ValkeyCluster),
+}
 
 
 class Runner:
@@ -32,16 +45,14 @@ class Runner:
         self.kind = kind
         self.is_async = "async" in kind
         self.loop = asyncio.new_event_loop() if self.is_async else None
-        if kind.startswith("cluster"):
+        self.library = valkey if kind.startswith("valkey") else redis
+        single, cluster = CLIENTS[self.library.__name__, self.is_async]
+        self.cluster = "cluster" in kind
+        if self.cluster:
             assert cluster_port is not None
-            if self.is_async:
-                self.client: Any = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster_port)
-            else:
-                self.client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_port)
-        elif self.is_async:
-            self.client = redis.asyncio.Redis(**server)
+            self.client: Any = cluster(host="127.0.0.1", port=cluster_port)
         else:
-            self.client = redis.Redis(**server)
+            self.client = single(**server)
         self.pipelined = "pipeline" in kind or "transaction" in kind
 
     def wait(self, result: Any) -> Any:
@@ -50,7 +61,7 @@ class Runner:
         return result
 
     def pipeline(self) -> Any:
-        if self.kind.startswith("cluster"):
+        if self.cluster:
             return self.client.pipeline()
         return self.client.pipeline(transaction="transaction" in self.kind)
 
@@ -70,7 +81,7 @@ class Runner:
             for fn, keys, args in calls:
                 try:
                     results.append(self.wait(fn(self.client, keys, args)))
-                except redis.ResponseError as exc:
+                except self.library.exceptions.ResponseError as exc:
                     if raise_on_error:
                         raise
                     results.append(exc)

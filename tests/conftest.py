@@ -95,7 +95,7 @@ def cluster(cluster_servers: Cluster) -> Cluster:
 def runner(request: pytest.FixtureRequest, server_kwargs: dict[str, object]) -> Iterator[Runner]:
     """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``)."""
     kind: str = request.param
-    port = request.getfixturevalue("cluster").port if kind.startswith("cluster") else None
+    port = request.getfixturevalue("cluster").port if "cluster" in kind else None
     runner = Runner(kind, server_kwargs, port)
     yield runner
     runner.close()

@@ -97,12 +97,14 @@ def test_keys_in_different_slots_fail_before_anything_is_sent(cluster: Cluster, 
     with pytest.raises(LuaCrossSlotError, match=r"lipkg.basic.identity\(\): keys hash to different") as info:
         basic.identity(rc, ["a", "b"], [])
     assert isinstance(info.value, redis.exceptions.RedisClusterException)
-    assert info.value.slots == {"a": rc.keyslot("a"), "b": rc.keyslot("b")}
+    assert info.value.slots == [("a", rc.keyslot("a")), ("b", rc.keyslot("b"))]
     assert "hash tag" in str(info.value)
     pipe = rc.pipeline()
     with pytest.raises(LuaCrossSlotError):
         basic.identity(pipe, ["a", "b"], [])
     assert len(pipe) == 0
+    with pytest.raises(LuaCrossSlotError):  # equal as Python values, different keys to Redis
+        basic.identity(rc, [1, 1.0], [])
     assert basic.identity(rc, ["{t}a", "{t}b"], [1]) == b"1"  # one slot through a hash tag
     assert sum(evalsha_calls(cluster)) == sum(before) + 2  # only the good call: a miss and its retry
 
@@ -182,4 +184,48 @@ def test_bind_on_the_asyncio_cluster_client(cluster: Cluster) -> None:
 
     loaded = asyncio.run(scenario())
     for node in cluster.primaries:
+        assert all(node.client.script_exists(*loaded.values()))
+
+
+def test_cluster_transaction_watch_multi_and_discard(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    pipe = rc.pipeline(transaction=True)
+    pipe.watch("{t}n")
+    assert single(pipe, ["{t}other"], [5]) == 5  # after WATCH: runs at once, loading the script
+    pipe.multi()
+    assert single(pipe, ["{t}n"], [1]) is pipe
+    assert pipe.execute() == [1]
+    pipe = rc.pipeline(transaction=True)
+    pipe.multi()
+    single(pipe, ["{t}n"], [1])
+    basic.identity(pipe, ["{t}x"], [1])
+    pipe.discard()
+    pipe.set("{t}s", "kept")
+    plain = rc.pipeline(transaction=True)  # what redis-py gives without luaimport
+    plain.multi()
+    plain.set("{t}s2", "kept")
+    assert pipe.execute() == plain.execute()
+    assert rc.mget("{t}n", "{t}s", "{t}x") == [b"1", b"kept", None]
+
+
+def test_asyncio_cluster_pipeline_execute_arguments_and_fresh_bind_on_replicas(cluster: Cluster) -> None:
+    import lipkg.basic as basic
+
+    async def scenario() -> dict[str, str]:
+        client = redis.asyncio.cluster.RedisCluster(
+            host="127.0.0.1", port=cluster.port, load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN
+        )
+        try:
+            loaded: dict[str, str] = await luaimport.bind(client, basic)  # before the client knows its nodes
+            pipe = client.pipeline()
+            basic.factorial(pipe, [], [3])
+            assert await pipe.execute(True, True) == [6]  # raise_on_error, allow_redirections
+            return loaded
+        finally:
+            await client.aclose()
+
+    loaded = asyncio.run(scenario())
+    for node in cluster.nodes:
         assert all(node.client.script_exists(*loaded.values()))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 import redis
@@ -174,3 +176,48 @@ def test_asyncio_pipeline_queues_without_await_and_maps_errors(server_kwargs: di
     assert two == 2
     assert isinstance(error, LuaError)
     assert error.lineno == 12
+
+
+def test_a_failed_preload_resets_the_pipeline_as_redis_py_would(client: redis.Redis) -> None:
+    bad = luaimport.loads("--@function f\nlocal x = = 1\n", "pbad", "pbad.lua")
+    pipe = client.pipeline()
+    pipe.set("x", 1)
+    bad.f(pipe)
+    with pytest.raises(luaimport.LuaSyntaxError):
+        pipe.execute()
+    assert len(pipe) == 0
+    assert pipe.connection is None  # handed back to the pool
+    assert pipe.execute() == []
+    assert client.get("x") is None  # nothing of the failed pipeline ran
+
+
+def test_a_pipeline_holds_no_connection_after_execute_and_is_freed_at_once(client: redis.Redis) -> None:
+    liar = luaimport.loads(
+        "--@function f\nreturn redis.error_reply('NOSCRIPT No matching script.')\n", "pliar2"
+    )
+    pool = redis.ConnectionPool(connection_class=type(client.connection_pool.get_connection()))
+    pool.connection_kwargs.update(client.connection_pool.connection_kwargs)
+    own = redis.Redis(connection_pool=pool)
+    pipe = own.pipeline()
+    liar.f(pipe)  # its reply reads like a cache miss, so execute() checks SCRIPT EXISTS afterwards
+    (result,) = pipe.execute(raise_on_error=False)
+    assert type(result) is redis.exceptions.NoScriptError
+    assert pipe.connection is None
+    assert len(pool._in_use_connections) == 0
+    freed = weakref.ref(pipe)
+    gc.disable()
+    try:
+        del pipe
+        assert freed() is None  # no reference cycle through the wrapped execute
+    finally:
+        gc.enable()
+        own.close()
+
+
+def test_an_error_passed_through_keeps_its_cause() -> None:
+    import lipkg.basic as basic
+
+    nowhere = redis.Redis(port=1, socket_connect_timeout=0.2)
+    with pytest.raises(redis.exceptions.ConnectionError) as info:
+        basic.identity(nowhere, [], [1])
+    assert not info.value.__suppress_context__
