@@ -119,6 +119,21 @@ class Cluster:
             _wait("cluster_state:ok", lambda c=node.client: c.cluster("info")["cluster_state"] == "ok")
             _wait("a full slot map", lambda c=node.client: _covered(c) == SLOTS)
 
+    def replica_of(self, primary: Node) -> Node:
+        return next(n for n in self.replicas if n.client.info("replication")["master_port"] == primary.port)
+
+    def failover(self, primary: Node) -> Node:
+        """Promote ``primary``'s replica with a coordinated ``CLUSTER FAILOVER``; return the new primary."""
+        replica = self.replica_of(primary)
+        replica.client.execute_command("CLUSTER FAILOVER")
+        _wait("the replica's promotion", lambda: replica.client.info("replication")["role"] == "master")
+        _wait("the old primary to follow", lambda: primary.client.info("replication")["role"] == "slave")
+        for node in self.nodes:
+            _wait("cluster_state:ok", lambda c=node.client: c.cluster("info")["cluster_state"] == "ok")
+        self.primaries[self.primaries.index(primary)] = replica
+        self.replicas[self.replicas.index(replica)] = primary
+        return replica
+
     def stop(self) -> None:
         for node in self.nodes:
             _stop(node)

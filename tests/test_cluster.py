@@ -72,6 +72,22 @@ def test_script_flush_on_one_primary_heals_that_node_only(cluster: Cluster, rc: 
         assert command_count(node.client, "script") == 0  # no check, no load where nothing was missing
 
 
+def test_a_failover_heals_on_the_promoted_replica(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.single as single
+
+    key = "{failover}n"
+    old = next(n for n in cluster.primaries if n.port == rc.get_node_from_key(key).port)
+    luaimport.bind(rc, single)
+    assert single(rc, [key], [1]) == 1
+    assert old.client.wait(1, 5000) == 1  # the write reached the replica
+    # Redis 6.2 and 7 replicate SCRIPT LOAD to replicas, Valkey does not: start alike, with none
+    cluster.replica_of(old).client.script_flush()
+    new = cluster.failover(old)
+    assert single(rc, [key], [1]) == 2  # MOVED to the promoted replica, NOSCRIPT there, healed there
+    assert new.client.script_exists(single.sha) == [True]
+    assert rc.get_node_from_key(key).port == new.port
+
+
 def command_count(client: redis.Redis, name: str) -> int:
     stats = client.info("commandstats")
     return sum(
