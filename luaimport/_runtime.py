@@ -130,6 +130,28 @@ async def _drive_async(send: Send, batch: Batch, protocol: _protocol.Protocol[An
         return done.value
 
 
+def _evalsha_sync(kind: _Kind, client: Any, send: Send, linked: Linked, tail: _protocol.Command) -> Any:
+    """A call: EVALSHA at once; only when it fails does the protocol (``recover``) take over."""
+    command = _protocol.evalsha(linked, tail)
+    try:
+        return send(*command)
+    except Exception as exc:
+        failure = exc
+    return _drive_sync(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+
+
+async def _evalsha_async(
+    kind: _Kind, client: Any, send: Send, linked: Linked, tail: _protocol.Command
+) -> Any:
+    """:func:`_evalsha_sync` with ``await``."""
+    command = _protocol.evalsha(linked, tail)
+    try:
+        return await send(*command)
+    except Exception as exc:
+        failure = exc
+    return await _drive_async(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+
+
 def _pipelined(client: Any) -> Batch:
     """A batch in one round trip, through a non-transaction pipeline; errors come back as values."""
 
@@ -185,6 +207,7 @@ class _Kind:
         self.cluster = hasattr(client, "nodes_manager")
         self.is_async = inspect.iscoroutinefunction(kind.execute if self.pipeline else kind.execute_command)
         self.drive = _drive_async if self.is_async else _drive_sync
+        self.evalsha = _evalsha_async if self.is_async else _evalsha_sync
         self.one_by_one = _one_by_one_async if self.is_async else _one_by_one_sync
 
     def call(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
@@ -193,21 +216,23 @@ class _Kind:
             _protocol.same_slot(linked.qualname, keys, _cluster_of(client).keyslot)
         if self.pipeline and not _watching(client):
             return _PipelineCalls.of(client, self).queue(linked, tail)
-        protocol = _protocol.evalsha(linked, tail)
         if not self.cluster:
-            return self.drive(client.execute_command, _pipelined(client), protocol)
+            return self.evalsha(self, client, client.execute_command, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
-        send = _ClusterRoute(_cluster_of(client), execute, keys)
-        return self.drive(send, self.one_by_one(send), protocol)
+        return self.evalsha(self, client, _ClusterRoute(_cluster_of(client), execute, keys), linked, tail)
+
+    def batch(self, client: Any, send: Send) -> Batch:
+        """How ``send``'s client runs a batch: one pipelined round trip where it can."""
+        if self.cluster or self.pipeline:
+            return self.one_by_one(send)
+        return _pipelined(client)
 
     def bind(self, client: Any, protocol: _protocol.Protocol[dict[str, str]]) -> Any:
         if self.pipeline:
             raise TypeError("bind() takes a client, not a pipeline (calls on a pipeline load their scripts)")
-        if not self.cluster:
-            return self.drive(client.execute_command, _pipelined(client), protocol)
-        send = _ClusterEverywhere(client, client.execute_command)
-        return self.drive(send, self.one_by_one(send), protocol)
+        send = _ClusterEverywhere(client, client.execute_command) if self.cluster else client.execute_command
+        return self.drive(send, self.batch(client, send), protocol)
 
 
 _kinds: dict[type, _Kind] = {}
@@ -230,10 +255,12 @@ def _watching(pipe: Any) -> bool:
 
     redis-py's cluster pipelines keep that state on their execution strategy.
     """
-    state = getattr(pipe, "_execution_strategy", pipe)
-    watching = getattr(state, "watching", None) or getattr(state, "_watching", False)
-    multi = getattr(state, "explicit_transaction", None) or getattr(state, "_explicit_transaction", False)
-    return bool(watching) and not multi
+    watching = getattr(pipe, "watching", None)
+    if watching is None:
+        state = getattr(pipe, "_execution_strategy", None)
+        watching = getattr(state, "_watching", False)
+        return bool(watching) and not getattr(state, "_explicit_transaction", False)
+    return bool(watching) and not getattr(pipe, "explicit_transaction", False)
 
 
 class _ClusterTransport:
