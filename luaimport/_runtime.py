@@ -204,7 +204,7 @@ class _Kind:
         if not callable(getattr(kind, "execute_command", None)):
             raise TypeError(f"expected a redis-py style client with execute_command(), got {kind.__name__}")
         self.pipeline = callable(getattr(kind, "execute", None))
-        self.cluster = hasattr(client, "nodes_manager")
+        self.cluster = hasattr(_cluster_of(client), "nodes_manager")
         self.is_async = inspect.iscoroutinefunction(kind.execute if self.pipeline else kind.execute_command)
         self.drive = _drive_async if self.is_async else _drive_sync
         self.evalsha = _evalsha_async if self.is_async else _evalsha_sync

@@ -195,8 +195,8 @@ def test_a_pipeline_holds_no_connection_after_execute_and_is_freed_at_once(clien
     liar = luaimport.loads(
         "--@function f\nreturn redis.error_reply('NOSCRIPT No matching script.')\n", "pliar2"
     )
-    pool = redis.ConnectionPool(connection_class=type(client.connection_pool.get_connection()))
-    pool.connection_kwargs.update(client.connection_pool.connection_kwargs)
+    shared = client.connection_pool
+    pool = redis.ConnectionPool(connection_class=shared.connection_class, **shared.connection_kwargs)
     own = redis.Redis(connection_pool=pool)
     pipe = own.pipeline()
     liar.f(pipe)  # its reply reads like a cache miss, so execute() checks SCRIPT EXISTS afterwards
