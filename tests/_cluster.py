@@ -114,7 +114,7 @@ class Cluster:
             primary = self.primaries[i // replicas]
             node.client.execute_command("CLUSTER REPLICATE", primary.node_id)
         for node in self.replicas:
-            _wait("replication", lambda c=node.client: c.info("replication")["master_link_status"] == "up")
+            _wait("replication", lambda c=node.client: _synced(c))
         for node in self.nodes:
             _wait("cluster_state:ok", lambda c=node.client: c.cluster("info")["cluster_state"] == "ok")
             _wait("a full slot map", lambda c=node.client: _covered(c) == SLOTS)
@@ -123,20 +123,41 @@ class Cluster:
         return next(n for n in self.replicas if n.client.info("replication")["master_port"] == primary.port)
 
     def failover(self, primary: Node) -> Node:
-        """Promote ``primary``'s replica with a coordinated ``CLUSTER FAILOVER``; return the new primary."""
+        """Promote ``primary``'s replica (``CLUSTER FAILOVER TAKEOVER``: no election); return it."""
         replica = self.replica_of(primary)
-        replica.client.execute_command("CLUSTER FAILOVER")
+        replica.client.execute_command("CLUSTER FAILOVER", "TAKEOVER")
         _wait("the replica's promotion", lambda: replica.client.info("replication")["role"] == "master")
         _wait("the old primary to follow", lambda: primary.client.info("replication")["role"] == "slave")
+        # a replica that resyncs empties its script cache (Redis 7): let that happen now, not mid-test
+        _wait("the old primary's resync", lambda: _synced(primary.client))
         for node in self.nodes:
             _wait("cluster_state:ok", lambda c=node.client: c.cluster("info")["cluster_state"] == "ok")
         self.primaries[self.primaries.index(primary)] = replica
         self.replicas[self.replicas.index(replica)] = primary
         return replica
 
+    def replicas_listed(self) -> None:
+        """Wait until CLUSTER SLOTS lists every replica: Redis 7 hides those that never replicated a write.
+
+        Writes to every primary first (a FLUSHALL), so that each replica has something to replicate.
+        """
+        for node in self.primaries:
+            node.client.flushall()
+        ports = {node.port for node in self.replicas}
+        _wait("every replica in CLUSTER SLOTS", lambda: _listed(self.primaries[0].client) >= ports)
+
     def stop(self) -> None:
         for node in self.nodes:
             _stop(node)
+
+
+def _synced(replica: redis.Redis) -> bool:
+    info = replica.info("replication")
+    return bool(info["master_link_status"] == "up" and not info.get("master_sync_in_progress"))
+
+
+def _listed(client: redis.Redis) -> set[int]:
+    return {int(node[1]) for entry in client.execute_command("CLUSTER SLOTS") for node in entry[3:]}
 
 
 def _covered(client: redis.Redis) -> int:

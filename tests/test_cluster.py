@@ -180,8 +180,10 @@ if BALANCING is not None:
 def test_bind_loads_on_replicas_when_reads_may_go_there(cluster: Cluster, reads: dict[str, object]) -> None:
     import lipkg.basic as basic
 
+    cluster.replicas_listed()
     client = RedisCluster(host="127.0.0.1", port=cluster.port, **reads)  # type: ignore[arg-type]
     try:
+        assert {n.port for n in client.get_replicas()} == {n.port for n in cluster.replicas}
         loaded = luaimport.bind(client, basic)
     finally:
         client.close()
@@ -215,6 +217,8 @@ def test_cluster_transaction_watch_multi_and_discard(cluster: Cluster, rc: Redis
 
 def test_asyncio_cluster_bind_before_first_use_then_calls_and_pipelines(cluster: Cluster) -> None:
     import lipkg.basic as basic
+
+    cluster.replicas_listed()
 
     async def scenario() -> dict[str, str]:
         client = redis.asyncio.cluster.RedisCluster(
