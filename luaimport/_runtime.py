@@ -17,6 +17,7 @@ from typing import Any
 
 from . import _protocol
 from ._linker import LineMap, Linked, Resolver, Target, link
+from ._protocol import arguments as _arguments
 
 _generation = 0
 _generation_lock = threading.Lock()
@@ -81,8 +82,11 @@ class LuaFunction:
     def __call__(
         self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
     ) -> Any:
-        tail = _protocol.arguments(self.__qualname__, keys, args)
-        return _kind(client).call(client, self.linked, tail)
+        tail = _arguments(self.__qualname__, keys, args)
+        linked = self._linked
+        if linked is None or self._gen != _generation:
+            linked = self.linked
+        return (_kinds.get(type(client)) or _kind(client)).call(client, linked, tail)
 
     def __repr__(self) -> str:
         return f"<Lua function {self.__qualname__} from {self.filename!r}>"
@@ -206,18 +210,29 @@ class _Kind:
         self.pipeline = callable(getattr(kind, "execute", None))
         self.cluster = hasattr(_cluster_of(client), "nodes_manager")
         self.is_async = inspect.iscoroutinefunction(kind.execute if self.pipeline else kind.execute_command)
-        self.drive = _drive_async if self.is_async else _drive_sync
-        self.evalsha = _evalsha_async if self.is_async else _evalsha_sync
-        self.one_by_one = _one_by_one_async if self.is_async else _one_by_one_sync
+        self.drive: Callable[[Send, Batch, _protocol.Protocol[Any]], Any] = (
+            _drive_async if self.is_async else _drive_sync
+        )
+        self.evalsha: Callable[[_Kind, Any, Send, Linked, _protocol.Command], Any] = (
+            _evalsha_async if self.is_async else _evalsha_sync
+        )
+        self.one_by_one: Callable[[Send], Batch] = _one_by_one_async if self.is_async else _one_by_one_sync
+        #: ``call(client, linked, tail)`` runs a call; plain clients (nearly every call) take the short way
+        self.call: Callable[[Any, Linked, _protocol.Command], Any] = (
+            self._call_routed if self.cluster or self.pipeline else self._call_direct
+        )
 
-    def call(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
+    def _call_direct(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
+        return self.evalsha(self, client, client.execute_command, linked, tail)
+
+    def _call_routed(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
         if self.cluster:
             keys = tail[1 : 1 + tail[0]]
             _protocol.same_slot(linked.qualname, keys, _cluster_of(client).keyslot)
         if self.pipeline and not _watching(client):
             return _PipelineCalls.of(client, self).queue(linked, tail)
         if not self.cluster:
-            return self.evalsha(self, client, client.execute_command, linked, tail)
+            return self._call_direct(client, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
         return self.evalsha(self, client, _ClusterRoute(_cluster_of(client), execute, keys), linked, tail)
