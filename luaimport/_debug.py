@@ -8,7 +8,6 @@ module's lines).  The frames above it are left exactly as they were.
 
 from __future__ import annotations
 
-import sys
 from typing import TypeVar
 
 E = TypeVar("E", bound=BaseException)
@@ -31,11 +30,14 @@ def with_lua_frame(exc: E, filename: str, lineno: int, function: str, line: str)
         source = "\n" * (lineno - 1) + statement
     code = compile(source, filename, "exec").replace(co_name=function)
     namespace = {"__lua_error__": exc, "__name__": function}
+    del exc  # the new frame's f_back is this frame: holding the error here would make a cycle
     try:
         exec(code, namespace)
-    except BaseException:
-        tb = sys.exc_info()[2]
+    except BaseException as raised:
+        traceback = raised.__traceback__
+        assert traceback is not None and traceback.tb_next is not None
+        return raised.with_traceback(traceback.tb_next)  # type: ignore[return-value]
     finally:
-        del namespace["__lua_error__"]  # the frame keeps the namespace: break the cycle
-    assert tb is not None and tb.tb_next is not None
-    return exc.with_traceback(tb.tb_next)
+        del namespace["__lua_error__"]
+        traceback = None
+    raise AssertionError("the generated raise statement did not raise")

@@ -112,13 +112,13 @@ _natives: dict[tuple[type, type], Any] = {}
 
 
 def native(cls: type[E], raised: type[Exception]) -> type[E]:
-    """``cls``, made to subclass too the class the client raised when that is not redis-py's.
+    """``cls``, made to subclass too the class the client raised (or raises) when that is not redis-py's.
 
     valkey-py raises its own parallel hierarchy; a :class:`LuaError` from a
     valkey-py call is then also a ``valkey.exceptions.ResponseError``, so
     handlers written for that client keep working.
     """
-    if issubclass(raised, ResponseError):
+    if issubclass(raised, ResponseError) or issubclass(cls, raised):
         return cls
     made = _natives.get((cls, raised))
     if made is None:

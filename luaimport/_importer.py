@@ -110,19 +110,23 @@ def populate(module: types.ModuleType, data: bytes | str, filename: str) -> None
         else:
             module.__dict__[_UNIT] = previous
         raise
-    if previous is not None:
-        for name in previous.functions:
-            module.__dict__.pop(name, None)
-        _runtime.invalidate_links()
+    # new functions replace old ones in place and only removed names go, so a thread calling
+    # mod.f while another reloads mod finds the old function or the new one, never neither
+    functions = {
+        name: LuaFunction(_linker.Target(unit, section), resolve_module)
+        for name, section in unit.functions.items()
+    }
     module.__doc__ = unit.doc
     if unit.script is not None:
         module.__dict__[_SCRIPT] = LuaFunction(_linker.Target(unit, unit.script), resolve_module)
-        module.__dict__["__all__"] = []
     else:
+        module.__dict__.update(functions)
         module.__dict__.pop(_SCRIPT, None)
-        for name, section in unit.functions.items():
-            module.__dict__[name] = LuaFunction(_linker.Target(unit, section), resolve_module)
-        module.__dict__["__all__"] = list(unit.functions)
+    module.__dict__["__all__"] = list(functions)
+    if previous is not None:
+        for name in set(previous.functions) - set(functions):
+            module.__dict__.pop(name, None)
+        _runtime.invalidate_links()
     lines = [line + "\n" for line in source.lines]
     linecache.cache[filename] = (len(source.text), None, lines, filename)
 

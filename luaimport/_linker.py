@@ -3,14 +3,14 @@
 The script of function ``f`` holds ``f``, its transitive callees and the
 preludes of their modules, and nothing else::
 
-    local CALL = {}                           -- the one local the linker adds
+    local CALL = {[0] = function(reply) ... end}  -- the one local the linker adds
     do                                        -- one block per module
     <prelude lines, verbatim>
     CALL[2] = function(KEYS, ARGV, ...)       -- one slot per function
     <body lines, verbatim but for CALL references>
     end
     end
-    return CALL[1](KEYS, ARGV)
+    return CALL[0](CALL[1](KEYS, ARGV))
 
 ``CALL.x.y`` becomes ``CALL[n]``: a plain Lua call through an upvalue, so it
 works wherever EVAL works (no globals, no registry).  The linker's only name
@@ -19,6 +19,12 @@ functions live in one table, so 300 callees cost one local, not 300.  Bodies
 take ``KEYS`` and ``ARGV`` as parameters, so user code reads its own
 arguments without being rewritten.  Every user line is copied whole at a
 recorded position, which is what makes the line map exact.
+
+``CALL[0]`` passes the entry's reply through, except that an error reply
+reading exactly like the server's own cache miss (``NOSCRIPT No matching
+script.``) gets a suffix.  So a cache-miss text from the server always means
+the script did not run, and a call can load and retry without asking the
+server anything first (which would race with other clients loading it).
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ from ._source import Source
 Resolver = Callable[[str], Unit]
 
 PRELUDE = "<prelude>"
+
+#: Line 1 of every script: the function table, and the reply guard described above.
+HEAD = (
+    'local CALL = {[0] = function(reply) if type(reply) == "table" and (reply.err == '
+    '"NOSCRIPT No matching script." or reply.err == "NOSCRIPT No matching script. Please use EVAL.") '
+    'then reply.err = reply.err .. " (a reply of the script, not a cache miss)" end return reply end}'
+)
+TAIL = "return CALL[0](CALL[1](KEYS, ARGV))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +187,7 @@ def link(entry: Target, resolver: Resolver) -> Linked:
 
     writer = _Writer()
     entry_line = entry.section.marker_line or 1
-    writer.generated("local CALL = {}", entry.unit, entry_line, entry.qualname)
+    writer.generated(HEAD, entry.unit, entry_line, entry.qualname)
     for unit in units:
         members = sorted((t for t in order if t.unit is unit), key=lambda t: t.section.first_line)
         prelude = f"{unit.name}.{PRELUDE}"
@@ -186,7 +200,7 @@ def link(entry: Target, resolver: Resolver) -> Linked:
             writer.user(unit, target.section, target.qualname, resolved)
             writer.generated("end", unit, max(target.section.last_line, 1), target.qualname)
         writer.generated("end", unit, max(unit.prelude.last_line, 1), prelude)
-    writer.generated("return CALL[1](KEYS, ARGV)", entry.unit, entry_line, entry.qualname)
+    writer.generated(TAIL, entry.unit, entry_line, entry.qualname)
     script = "\n".join(writer.lines) + "\n"
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
     return Linked(entry.qualname, script, sha, writer.line_map)

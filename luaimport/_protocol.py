@@ -80,23 +80,36 @@ def _sequence(function: str, what: str, values: Sequence[Any] | None) -> Sequenc
         raise LuaArgumentError(
             f"{function}(): {what} must be a list or tuple, not {type(values).__name__}{hint}"
         )
+    plain = []
     for i, value in enumerate(values):
-        if type(value) not in _SCALARS and (not isinstance(value, _SCALARS) or isinstance(value, bool)):
-            raise LuaArgumentError(
-                f"{function}(): {what}[{i}] is {value!r} ({type(value).__name__}); "
-                "KEYS and ARGV take str, bytes, int or float"
-            )
-    return values
+        if type(value) not in _EXACT:
+            if not isinstance(value, _SCALARS) or isinstance(value, bool):
+                raise LuaArgumentError(
+                    f"{function}(): {what}[{i}] is {value!r} ({type(value).__name__}); "
+                    "KEYS and ARGV take str, bytes, int or float"
+                )
+            # clients send numbers by repr(): an IntEnum member would go as '<E.A: 1>'
+            if isinstance(value, int):
+                value = int(value)
+            elif isinstance(value, float):
+                value = float(value)
+        plain.append(value)
+    return plain
 
 
-def same_slot(function: str, keys: Sequence[Any], keyslot: Callable[[Any], int]) -> None:
-    """Refuse keys of one cluster call that live in different slots, before anything is sent."""
+def same_slot(
+    function: str, keys: Sequence[Any], keyslot: Callable[[Any], int], library_error: type[Exception]
+) -> None:
+    """Refuse keys of one cluster call that live in different slots, before anything is sent.
+
+    ``library_error`` is the client library's own cluster exception, which the error also subclasses.
+    """
     if len(keys) < 2:
         return
     slots = [(key, keyslot(key)) for key in keys]
     if len({slot for _, slot in slots}) > 1:
         listed = ", ".join(f"{key!r} -> {slot}" for key, slot in slots)
-        raise LuaCrossSlotError(
+        raise native(LuaCrossSlotError, library_error)(
             f"{function}(): keys hash to different cluster slots ({listed}); a script runs on one "
             "node, so its keys must share a slot: give them a common hash tag, as in '{user1}:a', "
             "'{user1}:b'",
@@ -115,19 +128,22 @@ def evalsha(linked: Linked, tail: Command) -> Command:
 
 
 def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[Any]:
-    """After ``command`` (an EVALSHA) failed: heal a real cache miss and run it once more, or raise.
+    """After ``command`` (an EVALSHA) failed: on a cache miss load the script and run it once more.
 
-    A ``NOSCRIPT`` reply is only retried when ``SCRIPT EXISTS`` confirms the
-    script is absent: a script may itself reply ``NOSCRIPT No matching
-    script.`` (redis-py cannot tell the two apart), and a script that ran must
-    never run twice.  Every other failure is raised, located in the source.
+    The server's cache-miss reply means the script did not run, so running it
+    again is safe: a script's own reply can never read like one (the linker's
+    ``CALL[0]`` guard sees to that).  Nothing is asked first: a ``SCRIPT
+    EXISTS`` would race with other clients loading the same script.  Every
+    other failure is raised, located in the source.
     """
     if not _cache_miss(failure):
         _raise_located(linked, failure)
-    (present,) = yield ("SCRIPT EXISTS", linked.sha)
-    if present:
-        _raise_located(linked, failure)
-    yield from load(linked)
+    del failure  # not needed past this point, and a frame holding an error makes a cycle
+    try:
+        yield from load(linked)
+    except BaseException as exc:
+        exc.add_note(f"(while loading {linked.qualname} after the server's script cache missed it)")
+        raise
     try:
         return (yield command)
     except Exception as exc:
@@ -145,9 +161,12 @@ def load(linked: Linked) -> Protocol[None]:
 def _raise_located(linked: Linked, exc: Exception) -> NoReturn:
     """Raise ``exc`` located in the source; an error passed through keeps its own cause and context."""
     located = map_error(linked, exc)
-    if located is exc:
-        raise exc
-    raise located from None
+    try:
+        if located is exc:
+            raise exc
+        raise located from None
+    finally:
+        del located, exc  # this frame is in the traceback: holding the error would make a cycle
 
 
 def map_error(linked: Linked, exc: Exception) -> Exception:
@@ -193,15 +212,20 @@ def map_error(linked: Linked, exc: Exception) -> Exception:
             lineno=None,
             function=linked.qualname,
         )
-    error = native(LuaError, type(exc))(
-        f"{origin.filename}:{origin.lineno} in {origin.function}: {text}",
-        server_message=server_message,
-        code=code,
-        filename=origin.filename,
-        lineno=origin.lineno,
-        function=origin.function,
+    return with_lua_frame(
+        native(LuaError, type(exc))(
+            f"{origin.filename}:{origin.lineno} in {origin.function}: {text}",
+            server_message=server_message,
+            code=code,
+            filename=origin.filename,
+            lineno=origin.lineno,
+            function=origin.function,
+        ),
+        origin.filename,
+        origin.lineno,
+        origin.function,
+        origin.source_line,
     )
-    return with_lua_frame(error, origin.filename, origin.lineno, origin.function, origin.source_line)
 
 
 def _first_word_code(message: str) -> str | None:
@@ -241,27 +265,22 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Proto
         missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
         if missing:
             yield from load_all(missing)
-    except Exception:
+    except GeneratorExit:
+        raise
+    except BaseException:  # a cancelled or timed-out execute too
         yield RESET  # as the pipeline's own execute does whatever happens: nothing stays queued
         raise
     replies = list((yield EXECUTE))
-    misses = [(position, linked) for position, linked in calls if _cache_miss(replies[position])]
-    if misses:  # gone, or the script's own reply reading like a miss: the cache tells which
-        try:
-            present = yield ("SCRIPT EXISTS", *(linked.sha for _, linked in misses))
-        finally:
-            yield RESET  # the check may have taken a connection for the pipeline
-        for (position, linked), there in zip(misses, present, strict=True):
-            if not there:
-                replies[position] = native(LuaNotLoadedError, type(replies[position]))(
-                    f"{linked.qualname}: the script was missing from the server's cache when the "
-                    "pipeline ran (SCRIPT FLUSH, a restart or a failover after it was loaded); it did "
-                    "not run, and the pipeline was not replayed because its other commands had run",
-                    function=linked.qualname,
-                )
     for position, linked in calls:
         reply = replies[position]
-        if isinstance(reply, Exception) and not isinstance(reply, LuaNotLoadedError):
+        if _cache_miss(reply):
+            replies[position] = native(LuaNotLoadedError, type(reply))(
+                f"{linked.qualname}: the script was missing from the server's cache when the pipeline ran "
+                "(SCRIPT FLUSH, a restart or a failover after it was loaded); it did not run, and the "
+                "pipeline was not replayed because its other commands had run",
+                function=linked.qualname,
+            )
+        elif isinstance(reply, Exception):
             replies[position] = map_error(linked, reply)
     if raise_on_error:
         for number, reply in enumerate(replies, 1):

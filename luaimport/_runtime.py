@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import inspect
 import random
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from redis.exceptions import RedisClusterException
 
 from . import _protocol
 from ._linker import LineMap, Linked, Resolver, Target, link
@@ -111,7 +114,7 @@ def _drive_sync(send: Send, batch: Batch, protocol: _protocol.Protocol[Any]) -> 
         while True:
             try:
                 reply = batch(step) if type(step) is list else send(*step)
-            except Exception as exc:  # the protocol decides what an error means
+            except BaseException as exc:  # the protocol decides what an error (or a cancel) means
                 step = protocol.throw(exc)
             else:
                 step = protocol.send(reply)
@@ -126,7 +129,7 @@ async def _drive_async(send: Send, batch: Batch, protocol: _protocol.Protocol[An
         while True:
             try:
                 reply = await (batch(step) if type(step) is list else send(*step))
-            except Exception as exc:  # the protocol decides what an error means
+            except BaseException as exc:  # the protocol decides what an error (or a cancel) means
                 step = protocol.throw(exc)
             else:
                 step = protocol.send(reply)
@@ -141,7 +144,10 @@ def _evalsha_sync(kind: _Kind, client: Any, send: Send, linked: Linked, tail: _p
         return send(*command)
     except Exception as exc:
         failure = exc
-    return _drive_sync(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+    try:
+        return _drive_sync(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+    finally:
+        del failure  # a traceback holds this frame: holding the error too would make a cycle
 
 
 async def _evalsha_async(
@@ -153,7 +159,10 @@ async def _evalsha_async(
         return await send(*command)
     except Exception as exc:
         failure = exc
-    return await _drive_async(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+    try:
+        return await _drive_async(send, kind.batch(client, send), _protocol.recover(linked, command, failure))
+    finally:
+        del failure
 
 
 def _pipelined(client: Any) -> Batch:
@@ -210,6 +219,11 @@ class _Kind:
         self.pipeline = callable(getattr(kind, "execute", None))
         self.cluster = hasattr(_cluster_of(client), "nodes_manager")
         self.is_async = inspect.iscoroutinefunction(kind.execute if self.pipeline else kind.execute_command)
+        exceptions = sys.modules.get(kind.__module__.partition(".")[0] + ".exceptions")
+        #: the client library's own cluster exception (valkey-py has its own hierarchy)
+        self.cluster_error: type[Exception] = getattr(
+            exceptions, "ValkeyClusterException", RedisClusterException
+        )
         self.drive: Callable[[Send, Batch, _protocol.Protocol[Any]], Any] = (
             _drive_async if self.is_async else _drive_sync
         )
@@ -228,14 +242,15 @@ class _Kind:
     def _call_routed(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
         if self.cluster:
             keys = tail[1 : 1 + tail[0]]
-            _protocol.same_slot(linked.qualname, keys, _cluster_of(client).keyslot)
+            _protocol.same_slot(linked.qualname, keys, _cluster_of(client).keyslot, self.cluster_error)
         if self.pipeline and not _watching(client):
             return _PipelineCalls.of(client, self).queue(linked, tail)
         if not self.cluster:
             return self._call_direct(client, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
-        return self.evalsha(self, client, _ClusterRoute(_cluster_of(client), execute, keys), linked, tail)
+        send = execute if keys else _OnePrimary(_cluster_of(client), execute)
+        return self.evalsha(self, client, send, linked, tail)
 
     def batch(self, client: Any, send: Send) -> Batch:
         """How ``send``'s client runs a batch: one pipelined round trip where it can."""
@@ -315,29 +330,19 @@ class _ClusterEverywhere(_ClusterTransport):
         return self.execute(*command, target_nodes=nodes)
 
 
-class _ClusterRoute(_ClusterTransport):
-    """A call's commands: EVALSHA where its keys live, its cache checks to that same node.
+class _OnePrimary(_ClusterTransport):
+    """A call without keys: every command on one primary, picked at random for the call.
 
-    A keyed EVALSHA is routed by redis-py (so MOVED and ASK are followed);
-    ``SCRIPT EXISTS`` and ``SCRIPT LOAD`` then go to the node that owns the
-    slot, which is the node that answered.  A call without keys runs on one
-    primary picked at random for the call, and its cache checks go there too,
-    so healing a cache miss only ever loads where the miss happened.
+    A call with keys needs no such thing: redis-py routes its EVALSHA by slot
+    (following MOVED and ASK), and a ``SCRIPT LOAD`` goes to every primary,
+    so a miss heals wherever the call landed, even mid-migration.
     """
 
-    __slots__ = ("key", "node")
+    __slots__ = ("node",)
 
-    def __init__(self, client: Any, execute: Send, keys: Sequence[Any]) -> None:
+    def __init__(self, client: Any, execute: Send) -> None:
         super().__init__(client, execute)
-        self.key = keys[0] if keys else None
         self.node: Any = None
-
-    def __call__(self, *command: Any) -> Any:
-        if self.key is None:
-            return super().__call__(*command)
-        if command[0] == "EVALSHA":
-            return self.execute(*command)
-        return self.execute(*command, target_nodes=self.client.get_node_from_key(self.key))
 
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
         if self.node is None:

@@ -26,7 +26,14 @@ Call = tuple[Callable[..., Any], Sequence[Any] | None, Sequence[Any] | None]
 DIRECT = ["sync", "async"]
 PIPELINES = ["pipeline", "transaction", "async_pipeline", "async_transaction"]
 CLUSTER = ["cluster", "cluster_async", "cluster_pipeline", "cluster_async_pipeline"]
-VALKEY_PY = ["valkey_sync", "valkey_async", "valkey_transaction", "valkey_cluster", "valkey_cluster_pipeline"]
+VALKEY_PY = [
+    "valkey_sync",
+    "valkey_async",
+    "valkey_pipeline",
+    "valkey_transaction",
+    "valkey_cluster",
+    "valkey_cluster_pipeline",
+]
 KINDS = DIRECT + PIPELINES + CLUSTER + VALKEY_PY
 
 #: (single server, cluster) client classes, by library and flavour

@@ -8,6 +8,7 @@ import binascii
 import pytest
 import redis
 import redis.asyncio.cluster
+import valkey.cluster
 from _cluster import SLOTS, Cluster
 from redis.cluster import RedisCluster
 
@@ -49,10 +50,10 @@ def test_a_cold_cluster_serves_calls_on_every_slot(cluster: Cluster, rc: RedisCl
     assert [single(rc, [key], [slot]) for slot, key in enumerate(keys)] == list(range(SLOTS))
     for node in cluster.primaries:
         assert node.client.script_exists(single.sha) == [True]
-    assert sum(evalsha_calls(cluster)) == SLOTS + len(cluster.primaries)  # one miss per primary
+    assert sum(evalsha_calls(cluster)) == SLOTS + 1  # one miss: that heal loaded on every primary
 
 
-def test_script_flush_on_one_primary_heals_that_node_only(cluster: Cluster, rc: RedisCluster) -> None:
+def test_script_flush_on_one_primary_heals_without_user_action(cluster: Cluster, rc: RedisCluster) -> None:
     import lipkg.single as single
 
     keys = key_per_slot()
@@ -65,11 +66,12 @@ def test_script_flush_on_one_primary_heals_that_node_only(cluster: Cluster, rc: 
     for node in cluster.nodes:
         node.client.config_resetstat()
     assert [single(rc, [by_node[n.port]], [1]) for n in cluster.primaries] == [1, 1, 1]
-    assert flushed.client.script_exists(single.sha) == [True]
     assert command_count(flushed.client, "evalsha") == 2  # the miss, then the retry
     for node in others:
         assert command_count(node.client, "evalsha") == 1
-        assert command_count(node.client, "script") == 0  # no check, no load where nothing was missing
+    for node in cluster.primaries:  # the heal loads on every primary, once, and asks nothing first
+        assert command_count(node.client, "script") == 1
+    assert flushed.client.script_exists(single.sha) == [True]
 
 
 def test_a_failover_heals_on_the_promoted_replica(cluster: Cluster, rc: RedisCluster) -> None:
@@ -86,6 +88,28 @@ def test_a_failover_heals_on_the_promoted_replica(cluster: Cluster, rc: RedisClu
     assert single(rc, [key], [1]) == 2  # MOVED to the promoted replica, NOSCRIPT there, healed there
     assert new.client.script_exists(single.sha) == [True]
     assert rc.get_node_from_key(key).port == new.port
+
+
+def test_a_call_heals_while_its_slot_migrates(cluster: Cluster, rc: RedisCluster) -> None:
+    import lipkg.single as single
+
+    key = "{migrating}n"
+    slot = rc.keyslot(key)
+    source = next(n for n in cluster.primaries if n.port == rc.get_node_from_key(key).port)
+    target = next(n for n in cluster.primaries if n is not source)
+    assert single(rc, [key], [1]) == 1
+    target.client.script_flush()  # only the source has the script
+    target.client.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+    source.client.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+    source.client.execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+    target.client.config_resetstat()
+    try:
+        assert single(rc, [key], [1]) == 2  # ASK to the target, NOSCRIPT there, healed, asked again
+        assert command_count(target.client, "evalsha") == 2
+    finally:
+        for node in cluster.primaries:
+            node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+    assert target.client.script_exists(single.sha) == [True]
 
 
 def command_count(client: redis.Redis, name: str) -> int:
@@ -123,6 +147,19 @@ def test_keys_in_different_slots_fail_before_anything_is_sent(cluster: Cluster, 
         basic.identity(rc, [1, 1.0], [])
     assert basic.identity(rc, ["{t}a", "{t}b"], [1]) == b"1"  # one slot through a hash tag
     assert sum(evalsha_calls(cluster)) == sum(before) + 2  # only the good call: a miss and its retry
+
+
+def test_cross_slot_on_a_valkey_py_cluster_is_its_own_exception_too(cluster: Cluster) -> None:
+    import lipkg.basic as basic
+
+    client = valkey.cluster.ValkeyCluster(host="127.0.0.1", port=cluster.port)
+    try:
+        with pytest.raises(LuaCrossSlotError) as info:
+            basic.identity(client, ["a", "b"], [])
+    finally:
+        client.close()
+    assert isinstance(info.value, valkey.exceptions.ValkeyClusterException)
+    assert isinstance(info.value, redis.exceptions.RedisClusterException)
 
 
 def test_cross_slot_on_the_asyncio_cluster_client(cluster: Cluster) -> None:

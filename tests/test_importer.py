@@ -215,6 +215,36 @@ def test_reload_rereads_and_drops_removed_functions(tmp_path: Path, monkeypatch:
     assert linecache.getline(reloadme.__file__, 2) == "return 10\n"
 
 
+def test_reload_never_leaves_a_function_missing_for_other_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hot.lua").write_text("--@function incr\nreturn 1\n--@function other\nreturn 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hot = importlib.import_module("hot")
+    missing: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            if not hasattr(hot, "incr"):
+                missing.append("incr")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, inside reload too
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    try:
+        for thread in readers:
+            thread.start()
+        for _ in range(200):
+            importlib.reload(hot)
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join()
+        sys.setswitchinterval(interval)
+    assert missing == []
+
+
 def test_reload_relinks_callers_in_other_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "rl_callee.lua").write_text("--@function f\nreturn 'old'\n")
     (tmp_path / "rl_caller.lua").write_text("--@function g\nreturn CALL.rl_callee.f({}, {})\n")

@@ -221,3 +221,30 @@ def test_an_error_passed_through_keeps_its_cause() -> None:
     with pytest.raises(redis.exceptions.ConnectionError) as info:
         basic.identity(nowhere, [], [1])
     assert not info.value.__suppress_context__
+
+
+def test_a_cancelled_execute_leaves_nothing_queued(
+    client: redis.Redis, server_kwargs: dict[str, object]
+) -> None:
+    import lipkg.single as single
+
+    async def scenario() -> tuple[int, list[object]]:
+        aclient = redis.asyncio.Redis(**server_kwargs)  # type: ignore[arg-type]
+        try:
+            pipe = aclient.pipeline()
+            single(pipe, ["n"], [1])
+            client.client_pause(300)  # the pre-load's SCRIPT EXISTS waits: the timeout cancels it
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await pipe.execute()
+            left = len(pipe)
+            await asyncio.sleep(0.4)
+            single(pipe, ["n"], [1])
+            return left, list(await pipe.execute())
+        finally:
+            await aclient.aclose()
+
+    left, results = asyncio.run(scenario())
+    assert left == 0
+    assert results == [1]  # the cancelled call never ran, and did not run later either
+    assert client.get("n") == b"1"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import gc
 import importlib
+import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -96,7 +100,7 @@ def test_three_hundred_functions_each_calling_the_next(client: redis.Redis) -> N
         parts.append(f"--@function f{i}\n{body}\n")
     chain = luaimport.loads("".join(parts), "chain")
     assert chain.f1.script.count("= function(KEYS, ARGV, ...)") == 300
-    assert chain.f1.script.startswith("local CALL = {}\n")
+    assert chain.f1.script.startswith("local CALL = {[0] = function(reply)")
     assert chain.f1(client, ["k"], [0]) == [299, b"k"]
     assert chain.f150(client, ["k"], [0]) == [150, b"k"]
 
@@ -111,16 +115,41 @@ def test_call_heals_after_script_flush(client: redis.Redis) -> None:
     assert basic.return_args(client, [], ["y"]) == [b"y"]
 
 
-def test_a_script_replying_noscript_is_never_run_twice(client: redis.Redis) -> None:
+def test_concurrent_calls_after_a_flush_all_heal_and_each_runs_once(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def worker() -> None:
+        start.wait()
+        try:
+            for _ in range(20):
+                single(client, ["runs"], [1])
+        except BaseException as exc:  # reported below, with the count
+            errors.append(exc)
+
+    for _ in range(3):
+        client.script_flush()
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert client.get("runs") == b"960"  # 3 rounds x 16 threads x 20 calls: none lost, none run twice
+
+
+@pytest.mark.parametrize("text", ["No matching script.", "No matching script. Please use EVAL."])
+def test_a_script_replying_noscript_is_never_run_twice(client: redis.Redis, text: str) -> None:
     liar = luaimport.loads(
-        "--@function liar\n"
-        "redis.call('INCR', KEYS[1])\n"
-        "return redis.error_reply('NOSCRIPT No matching script.')\n",
+        f"--@function liar\nredis.call('INCR', KEYS[1])\nreturn redis.error_reply('NOSCRIPT {text}')\n",
         "liar",
     )
     for expected in (1, 2):  # the first call loads the script after a real miss; neither runs it twice
-        with pytest.raises(redis.exceptions.NoScriptError, match="No matching script"):
+        with pytest.raises(redis.exceptions.NoScriptError) as info:
             liar.liar(client, ["runs"])
+        assert str(info.value) == f"{text} (a reply of the script, not a cache miss)"
         assert int(client.get("runs")) == expected
 
 
@@ -208,6 +237,16 @@ def test_accepted_argument_types(client: redis.Redis) -> None:
     assert basic.return_args(client, (), ("s", b"b", 3, 1.5)) == [b"s", b"b", b"3", b"1.5"]
     assert basic.return_args(client, None, range(2)) == [b"0", b"1"]
 
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Ratio(float):
+        def __repr__(self) -> str:
+            return f"Ratio({float(self)})"
+
+    # subclasses of int and float go as their number, not their repr() (which redis-py would send)
+    assert basic.return_args(client, [], [Level.HIGH, Ratio(0.5)]) == [b"3", b"0.5"]
+
 
 def test_asyncio_client(server_kwargs: dict[str, object]) -> None:
     import lipkg.basic as basic
@@ -242,3 +281,27 @@ def test_functions_link_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     lazy = importlib.import_module("lazy")
     assert lazy.f._linked is None
     assert lazy.f.sha == lazy.f._linked.sha
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["loaded", "after-flush"])
+def test_a_failed_call_leaves_no_reference_cycle(server_kwargs: dict[str, object], cold: bool) -> None:
+    import errs.entry as entry
+
+    own = redis.Redis(**server_kwargs)  # type: ignore[arg-type]
+    if cold:
+        own.script_flush()
+    freed = weakref.ref(own)
+    gc.collect()
+    gc.disable()
+    try:
+        raised = False
+        try:
+            entry.run(own, ["k"], ["explicit"])
+        except LuaError:
+            raised = True
+        assert raised
+        own.close()
+        del own
+        assert freed() is None  # freed by reference counting alone, as after a raw EVALSHA that fails
+    finally:
+        gc.enable()
