@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _threads import run_in_threads
 
 import luaimport
 from luaimport import LuaLinkError, LuaModule, LuaSyntaxError
@@ -51,11 +52,7 @@ def test_install_is_thread_safe() -> None:
         barrier.wait()
         luaimport.install()
 
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(race, 8)
     assert sum(isinstance(f, luaimport._importer.LuaFinder) for f in sys.meta_path) == 1
 
 

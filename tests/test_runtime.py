@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+from _threads import run_in_threads
 
 import luaimport
 from luaimport import LuaArgumentError, LuaError, LuaSyntaxError
@@ -131,11 +132,7 @@ def test_concurrent_calls_after_a_flush_all_heal_and_each_runs_once(client: redi
 
     for _ in range(3):
         client.script_flush()
-        threads = [threading.Thread(target=worker) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(worker, 16)
     assert errors == []
     assert client.get("runs") == b"960"  # 3 rounds x 16 threads x 20 calls: none lost, none run twice
 
