@@ -249,7 +249,8 @@ class _Kind:
             return self._call_direct(client, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
-        send = execute if keys else _OnePrimary(_cluster_of(client), execute)
+        cluster = _cluster_of(client)
+        send = _KeyedCall(cluster, execute, keys[0]) if keys else _OnePrimary(cluster, execute)
         return self.evalsha(self, client, send, linked, tail)
 
     def batch(self, client: Any, send: Send) -> Batch:
@@ -330,13 +331,34 @@ class _ClusterEverywhere(_ClusterTransport):
         return self.execute(*command, target_nodes=nodes)
 
 
-class _OnePrimary(_ClusterTransport):
-    """A call without keys: every command on one primary, picked at random for the call.
+class _KeyedCall(_ClusterTransport):
+    """A call with keys: redis-py routes its EVALSHA by slot, following MOVED and ASK.
 
-    A call with keys needs no such thing: redis-py routes its EVALSHA by slot
-    (following MOVED and ASK), and a ``SCRIPT LOAD`` goes to every primary,
-    so a miss heals wherever the call landed, even mid-migration.
+    Which node answered is not known, so a heal's ``SCRIPT LOAD`` goes to
+    every primary (and the slot's owner, which redis-py 7.1's asyncio client
+    can leave out of its primaries): the miss heals wherever the call landed,
+    even on the importing node of a migrating slot.
     """
+
+    __slots__ = ("key",)
+
+    def __init__(self, client: Any, execute: Send, key: Any) -> None:
+        super().__init__(client, execute)
+        self.key = key
+
+    def __call__(self, *command: Any) -> Any:
+        if command[0] == "EVALSHA":
+            return self.execute(*command)
+        return super().__call__(*command)
+
+    def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
+        owner = self.client.get_node_from_key(self.key)
+        nodes = primaries if owner in primaries else [*primaries, owner]
+        return self.execute(*command, target_nodes=nodes)
+
+
+class _OnePrimary(_ClusterTransport):
+    """A call without keys: every command on one primary, picked at random for the call."""
 
     __slots__ = ("node",)
 
