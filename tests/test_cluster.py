@@ -82,7 +82,7 @@ def test_a_failover_heals_on_the_promoted_replica(cluster: Cluster, rc: RedisClu
     luaimport.bind(rc, single)
     assert single(rc, [key], [1]) == 1
     assert old.client.wait(1, 5000) == 1  # the write reached the replica
-    # Redis 6.2 and 7 replicate SCRIPT LOAD to replicas, Valkey does not: start alike, with none
+    # Redis 6.2 replicates SCRIPT LOAD to replicas, Redis 7 and Valkey do not: start alike, with none
     cluster.replica_of(old).client.script_flush()
     new = cluster.failover(old)
     assert single(rc, [key], [1]) == 2  # MOVED to the promoted replica, NOSCRIPT there, healed there
