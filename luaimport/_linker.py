@@ -21,10 +21,14 @@ arguments without being rewritten.  Every user line is copied whole at a
 recorded position, which is what makes the line map exact.
 
 ``CALL[0]`` passes the entry's reply through, except that an error reply
-reading exactly like the server's own cache miss (``NOSCRIPT No matching
-script.``) gets a suffix.  So a cache-miss text from the server always means
-the script did not run, and a call can load and retry without asking the
-server anything first (which would race with other clients loading it).
+mentioning ``NOSCRIPT`` anywhere is prefixed with a marker (read raw, with
+any metatable dropped: servers cut replies at NUL, turn line breaks into
+spaces and, on 6.2, read fields through metatables, so only a prefix is
+safe).  So a cache-miss text from the server always means the script did
+not run, and a call can load and retry without asking the server anything
+first (which would race with other clients loading it).  On Redis 6.2, whose
+globals are writable, a script that replaces builtins such as ``type`` for
+everyone can still defeat this.
 """
 
 from __future__ import annotations
@@ -45,9 +49,12 @@ PRELUDE = "<prelude>"
 
 #: Line 1 of every script: the function table, and the reply guard described above.
 HEAD = (
-    'local CALL = {[0] = function(reply) if type(reply) == "table" and (reply.err == '
-    '"NOSCRIPT No matching script." or reply.err == "NOSCRIPT No matching script. Please use EVAL.") '
-    'then reply.err = reply.err .. " (a reply of the script, not a cache miss)" end return reply end}'
+    "local CALL = {[0] = function(reply) if type(reply) == 'table' then "
+    "if getmetatable(reply) ~= nil then setmetatable(reply, nil) end "
+    "local e = rawget(reply, 'err') "
+    "if type(e) == 'string' and string.find(e, 'NOSCRIPT', 1, true) then "
+    "return {err = 'NOSCRIPT (a reply of the script, not a cache miss) ' .. e} end "
+    "end return reply end}"
 )
 TAIL = "return CALL[0](CALL[1](KEYS, ARGV))"
 

@@ -137,7 +137,10 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     other failure is raised, located in the source.
     """
     if not _cache_miss(failure):
-        _raise_located(linked, failure)
+        try:
+            _raise_located(linked, failure)
+        finally:
+            del failure  # the traceback holds this frame: holding the error too would make a cycle
     del failure  # not needed past this point, and a frame holding an error makes a cycle
     try:
         yield from load(linked)
@@ -286,7 +289,10 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Proto
         for number, reply in enumerate(replies, 1):
             if isinstance(reply, Exception):
                 reply.add_note(f"(command #{number} of the pipeline)")
-                raise reply
+                try:
+                    raise reply
+                finally:
+                    del reply, replies  # as in recover(): no cycle through this frame
     return replies
 
 

@@ -187,7 +187,10 @@ def _one_by_one_sync(send: Send) -> Batch:
                 replies.append(send(*command))
             except Exception as exc:
                 replies.append(exc)
-        return replies
+        try:
+            return replies
+        finally:
+            del replies  # the errors' tracebacks hold this frame: no cycle through it
 
     return batch
 
@@ -200,7 +203,10 @@ def _one_by_one_async(send: Send) -> Batch:
                 replies.append(await send(*command))
             except Exception as exc:
                 replies.append(exc)
-        return replies
+        try:
+            return replies
+        finally:
+            del replies
 
     return batch
 
@@ -392,12 +398,15 @@ class _PipelineCalls:
     ``pipe.execute``, ``pipe.reset`` and ``pipe.discard`` are wrapped (the
     pipeline class's own methods still do all the work), so ``pipe.execute()``
     loads the missing scripts first and returns their errors located in the
-    ``.lua`` files.  Only a weak reference leads back to the pipeline, so it is
-    freed (and its connection released) as soon as the caller drops it.
+    ``.lua`` files.  The pipeline is held strongly only while calls are queued
+    (so ``fn(client.pipeline()).execute()`` works) and weakly otherwise, so
+    once it has run it is freed, and its connection released, by reference
+    counting alone.
     """
 
     def __init__(self, pipe: Any, kind: _Kind) -> None:
         self.pipe = weakref.ref(pipe)
+        self.queued_on: Any = None
         self.kind = kind
         self.calls: list[tuple[int, Linked]] = []
         pipe.execute = self.execute
@@ -420,16 +429,17 @@ class _PipelineCalls:
         position = len(pipe)
         queued = pipe.execute_command("EVALSHA", linked.sha, *tail)
         self.calls.append((position, linked))
+        self.queued_on = pipe
         return queued
 
     def reset(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls = []
         pipe = self._pipe()
+        self.calls, self.queued_on = [], None
         return type(pipe).reset(pipe, *args, **kwargs)
 
     def discard(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls = []
         pipe = self._pipe()
+        self.calls, self.queued_on = [], None
         return type(pipe).discard(pipe, *args, **kwargs)
 
     def execute(self, raise_on_error: bool = True, *args: Any, **kwargs: Any) -> Any:

@@ -248,3 +248,10 @@ def test_a_cancelled_execute_leaves_nothing_queued(
     assert left == 0
     assert results == [1]  # the cancelled call never ran, and did not run later either
     assert client.get("n") == b"1"
+
+
+def test_a_chained_pipeline_runs(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    assert single(client.pipeline(), ["n"], [2]).execute() == [2]  # nothing else holds the pipeline
+    assert single(single(client.pipeline(), ["n"], [1]), ["n"], [1]).execute() == [3, 4]

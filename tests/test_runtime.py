@@ -137,17 +137,30 @@ def test_concurrent_calls_after_a_flush_all_heal_and_each_runs_once(client: redi
     assert client.get("runs") == b"960"  # 3 rounds x 16 threads x 20 calls: none lost, none run twice
 
 
-@pytest.mark.parametrize("text", ["No matching script.", "No matching script. Please use EVAL."])
-def test_a_script_replying_noscript_is_never_run_twice(client: redis.Redis, text: str) -> None:
-    liar = luaimport.loads(
-        f"--@function liar\nredis.call('INCR', KEYS[1])\nreturn redis.error_reply('NOSCRIPT {text}')\n",
-        "liar",
-    )
+LIARS = {
+    "exact": "return redis.error_reply('NOSCRIPT No matching script.')",
+    "redis-text": "return redis.error_reply('NOSCRIPT No matching script. Please use EVAL.')",
+    "newline": "return {err = 'NOSCRIPT No matching script.\\n'}",
+    "carriage-return": "return {err = 'NOSCRIPT No matching script. Please use EVAL.\\r'}",
+    "nul": "return {err = 'NOSCRIPT No matching script.\\0tail'}",
+    "dash": "return {err = '-NOSCRIPT No matching script.'}",
+    "metatable": "return setmetatable({}, {__index = {err = 'NOSCRIPT No matching script.'}})",
+}
+
+
+@pytest.mark.parametrize("reply", list(LIARS.values()), ids=list(LIARS))
+def test_a_script_replying_like_a_cache_miss_is_never_run_twice(client: redis.Redis, reply: str) -> None:
+    liar = luaimport.loads(f"--@function liar\nredis.call('INCR', KEYS[1])\n{reply}\n", "liar")
     for expected in (1, 2):  # the first call loads the script after a real miss; neither runs it twice
-        with pytest.raises(redis.exceptions.NoScriptError) as info:
-            liar.liar(client, ["runs"])
-        assert str(info.value) == f"{text} (a reply of the script, not a cache miss)"
+        try:
+            result = liar.liar(client, ["runs"])
+        except redis.exceptions.ResponseError as exc:
+            result = exc
+        assert str(result) not in ("No matching script.", "No matching script. Please use EVAL.")
         assert int(client.get("runs")) == expected
+    if reply == LIARS["exact"]:
+        assert type(result) is redis.exceptions.NoScriptError
+        assert str(result) == "(a reply of the script, not a cache miss) NOSCRIPT No matching script."
 
 
 def test_errors_without_a_script_position_keep_their_class(client: redis.Redis) -> None:
@@ -281,9 +294,12 @@ def test_functions_link_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("cold", [False, True], ids=["loaded", "after-flush"])
-def test_a_failed_call_leaves_no_reference_cycle(server_kwargs: dict[str, object], cold: bool) -> None:
-    import errs.entry as entry
-
+@pytest.mark.parametrize("reply", ["error('located')", "return redis.error_reply('READONLY passed through')"])
+@pytest.mark.parametrize("piped", [False, True], ids=["direct", "pipeline"])
+def test_a_failed_call_leaves_no_reference_cycle(
+    server_kwargs: dict[str, object], cold: bool, reply: str, piped: bool
+) -> None:
+    failing = luaimport.loads(f"--@function f\n{reply}\n", "failing")
     own = redis.Redis(**server_kwargs)  # type: ignore[arg-type]
     if cold:
         own.script_flush()
@@ -293,8 +309,11 @@ def test_a_failed_call_leaves_no_reference_cycle(server_kwargs: dict[str, object
     try:
         raised = False
         try:
-            entry.run(own, ["k"], ["explicit"])
-        except LuaError:
+            if piped:
+                failing.f(own.pipeline()).execute()
+            else:
+                failing.f(own)
+        except redis.exceptions.ResponseError:
             raised = True
         assert raised
         own.close()
