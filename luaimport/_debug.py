@@ -8,11 +8,24 @@ module's lines).  The frames above it are left exactly as they were.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from types import CodeType
 from typing import TypeVar
 
 E = TypeVar("E", bound=BaseException)
 
 _RAISE = "raise (__lua_error__)"
+
+
+def _raising(code: CodeType, namespace: dict[str, object]) -> Iterator[None]:
+    """Run the raise from a generator: once it is done its frame has no ``f_back``.
+
+    The Lua frame's ``f_back`` is this generator's frame, so the error's
+    traceback does not reach the frames that were running when it was made
+    (which may hold the error, as a caller's list of results does: a cycle).
+    """
+    exec(code, namespace)
+    yield
 
 
 def with_lua_frame(exc: E, filename: str, lineno: int, function: str, line: str) -> E:
@@ -30,13 +43,15 @@ def with_lua_frame(exc: E, filename: str, lineno: int, function: str, line: str)
         source = "\n" * (lineno - 1) + statement
     code = compile(source, filename, "exec").replace(co_name=function)
     namespace = {"__lua_error__": exc, "__name__": function}
-    del exc  # the new frame's f_back is this frame: holding the error here would make a cycle
+    del exc
     try:
-        exec(code, namespace)
+        next(_raising(code, namespace))
     except BaseException as raised:
         traceback = raised.__traceback__
-        assert traceback is not None and traceback.tb_next is not None
-        return raised.with_traceback(traceback.tb_next)  # type: ignore[return-value]
+        assert traceback is not None
+        while traceback.tb_next is not None:  # keep only the innermost entry: the Lua line
+            traceback = traceback.tb_next
+        return raised.with_traceback(traceback)  # type: ignore[return-value]
     finally:
         del namespace["__lua_error__"]
         traceback = None

@@ -255,3 +255,23 @@ def test_a_chained_pipeline_runs(client: redis.Redis) -> None:
 
     assert single(client.pipeline(), ["n"], [2]).execute() == [2]  # nothing else holds the pipeline
     assert single(single(client.pipeline(), ["n"], [1]), ["n"], [1]).execute() == [3, 4]
+
+
+def test_errors_kept_in_results_make_no_reference_cycle(client: redis.Redis) -> None:
+    import errs.entry as entry
+
+    def results() -> list[object]:
+        kept = entry.run(client.pipeline(), ["k"], ["explicit"]).execute(raise_on_error=False)
+        return list(kept)  # the list a caller holds while its frame is alive
+
+    results()  # load the script first
+    gc.collect()
+    gc.disable()
+    try:
+        (error,) = results()
+        assert isinstance(error, LuaError)
+        error_ref = weakref.ref(error)
+        del error
+        assert error_ref() is None  # freed by reference counting: its traceback leads back to no caller
+    finally:
+        gc.enable()
