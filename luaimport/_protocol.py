@@ -6,8 +6,9 @@ error becomes a :class:`LuaError`.  A protocol is a generator that yields
 commands (tuples for ``execute_command``) and receives their replies, or has
 the error a command raised thrown into it.  Errors are recognised by their
 text, and by class name where the text is ambiguous, because valkey-py
-raises its own parallel hierarchy (``valkey.exceptions.ResponseError``).  The sync and async shells in
-``_runtime`` only drive these generators; they decide nothing.
+raises its own parallel hierarchy (``valkey.exceptions.ResponseError``).
+The sync and async shells in ``_runtime`` only drive these generators; they
+decide nothing.
 """
 
 from __future__ import annotations
@@ -136,12 +137,11 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     EXISTS`` would race with other clients loading the same script.  Every
     other failure is raised, located in the source.
     """
-    if not _cache_miss(failure):
-        try:
+    try:
+        if not _cache_miss(failure):
             _raise_located(linked, failure)
-        finally:
-            del failure  # the traceback holds this frame: holding the error too would make a cycle
-    del failure  # not needed past this point, and a frame holding an error makes a cycle
+    finally:
+        del failure  # a traceback may hold this frame: holding the error too would make a cycle
     try:
         yield from load(linked)
     except BaseException as exc:

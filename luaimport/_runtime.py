@@ -8,6 +8,7 @@ The sync and async shells are the same dozen lines with and without
 
 from __future__ import annotations
 
+import abc
 import inspect
 import random
 import sys
@@ -246,16 +247,16 @@ class _Kind:
         return self.evalsha(self, client, client.execute_command, linked, tail)
 
     def _call_routed(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
-        if self.cluster:
-            keys = tail[1 : 1 + tail[0]]
-            _protocol.same_slot(linked.qualname, keys, _cluster_of(client).keyslot, self.cluster_error)
+        cluster = _cluster_of(client) if self.cluster else None
+        keys = tail[1 : 1 + tail[0]]
+        if cluster is not None:
+            _protocol.same_slot(linked.qualname, keys, cluster.keyslot, self.cluster_error)
         if self.pipeline and not _watching(client):
             return _PipelineCalls.of(client, self).queue(linked, tail)
-        if not self.cluster:
+        if cluster is None:  # a watching pipeline runs the call at once, like its client
             return self._call_direct(client, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
-        cluster = _cluster_of(client)
         send = _KeyedCall(cluster, execute, keys[0]) if keys else _OnePrimary(cluster, execute)
         return self.evalsha(self, client, send, linked, tail)
 
@@ -300,7 +301,7 @@ def _watching(pipe: Any) -> bool:
     return bool(watching) and not getattr(pipe, "explicit_transaction", False)
 
 
-class _ClusterTransport:
+class _ClusterTransport(abc.ABC):
     """Commands run by ``execute`` on ``client``'s nodes; an asyncio client learns its nodes on first use."""
 
     __slots__ = ("client", "execute")
@@ -315,8 +316,9 @@ class _ClusterTransport:
             return self._initialized(command)
         return self.send(primaries, command)
 
+    @abc.abstractmethod
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
-        raise NotImplementedError
+        """Send ``command`` to the nodes this transport stands for, given the cluster's primaries."""
 
     async def _initialized(self, command: _protocol.Command) -> Any:
         await self.client.initialize()
@@ -406,7 +408,7 @@ class _PipelineCalls:
 
     def __init__(self, pipe: Any, kind: _Kind) -> None:
         self.pipe = weakref.ref(pipe)
-        self.queued_on: Any = None
+        self.queued_on: Any = None  # the pipeline, held strongly while calls are queued on it
         self.kind = kind
         self.calls: list[tuple[int, Linked]] = []
         pipe.execute = self.execute
@@ -433,19 +435,21 @@ class _PipelineCalls:
         return queued
 
     def reset(self, *args: Any, **kwargs: Any) -> Any:
-        pipe = self._pipe()
-        self.calls, self.queued_on = [], None
-        return type(pipe).reset(pipe, *args, **kwargs)
+        return self._emptied("reset", args, kwargs)
 
     def discard(self, *args: Any, **kwargs: Any) -> Any:
+        return self._emptied("discard", args, kwargs)
+
+    def _emptied(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Forget the queued calls, then run the pipeline class's own ``method``."""
         pipe = self._pipe()
         self.calls, self.queued_on = [], None
-        return type(pipe).discard(pipe, *args, **kwargs)
+        return getattr(type(pipe), method)(pipe, *args, **kwargs)
 
     def execute(self, raise_on_error: bool = True, *args: Any, **kwargs: Any) -> Any:
         pipe = self._pipe()
         execute = type(pipe).execute
-        calls = list(self.calls)  # the pipeline's own reset() clears them once it has run
+        calls = self.calls  # the pipeline's own reset() swaps in a new list once it has run
         if not calls:
             return execute(pipe, raise_on_error, *args, **kwargs)
         immediate = _immediate(pipe, self.kind)
