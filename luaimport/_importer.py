@@ -25,7 +25,7 @@ from importlib.machinery import ModuleSpec, PathFinder
 from typing import Any
 
 from . import _linker, _runtime
-from ._runtime import LuaFunction
+from ._runtime import LuaFunction, make_function
 from ._sections import Unit, parse
 from ._source import decode
 
@@ -41,9 +41,9 @@ class LuaModule(types.ModuleType):
     """
 
     def __call__(
-        self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
+        self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None, **named: Any
     ) -> Any:
-        return self._script()(client, keys, args)
+        return self._script()(client, keys, args, **named)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("script", "sha", "line_map") and self.__dict__.get(_SCRIPT) is not None:
@@ -113,12 +113,12 @@ def populate(module: types.ModuleType, data: bytes | str, filename: str) -> None
     # new functions replace old ones in place and only removed names go, so a thread calling
     # mod.f while another reloads mod finds the old function or the new one, never neither
     functions = {
-        name: LuaFunction(_linker.Target(unit, section), resolve_module)
+        name: make_function(_linker.Target(unit, section), resolve_module)
         for name, section in unit.functions.items()
     }
     module.__doc__ = unit.doc
     if unit.script is not None:
-        module.__dict__[_SCRIPT] = LuaFunction(_linker.Target(unit, unit.script), resolve_module)
+        module.__dict__[_SCRIPT] = make_function(_linker.Target(unit, unit.script), resolve_module)
     else:
         module.__dict__.update(functions)
         module.__dict__.pop(_SCRIPT, None)

@@ -3,11 +3,12 @@
 The script of function ``f`` holds ``f``, its transitive callees and the
 preludes of their modules, and nothing else::
 
+    #!lua flags=no-writes                     -- only if f has --@readonly or --@flags
     local CALL = {[0] = function(reply) ... end}  -- the one local the linker adds
     do                                        -- one block per module
     <prelude lines, verbatim>
-    CALL[2] = function(KEYS, ARGV, ...)       -- one slot per function
-    <body lines, verbatim but for CALL references>
+    CALL[2] = function(KEYS, ARGV)            -- one slot per function; (KEYS, ARGV, ...)
+    <body lines, verbatim but for CALL references>  -- when the body uses ...
     end
     end
     return CALL[0](CALL[1](KEYS, ARGV))
@@ -17,8 +18,12 @@ works wherever EVAL works (no globals, no registry).  The linker's only name
 is ``CALL`` itself, which the format reserves, so no user local can shadow it;
 functions live in one table, so 300 callees cost one local, not 300.  Bodies
 take ``KEYS`` and ``ARGV`` as parameters, so user code reads its own
-arguments without being rewritten.  Every user line is copied whole at a
-recorded position, which is what makes the line map exact.
+arguments without being rewritten.  A function is vararg only when its body
+uses ``...``: Lua 5.1 as servers build it (LUA_COMPAT_VARARG) gives any other
+vararg function a hidden ``arg`` table, made on every call.  Every user line
+is copied whole at a recorded position, which is what makes the line map
+exact.  The entry function's flags become the ``#!lua`` line, which servers
+count as line 1, so the line map needs no special case.
 
 ``CALL[0]`` passes the entry's reply through, except that an error reply
 mentioning ``NOSCRIPT`` anywhere is prefixed with a marker (read raw, with
@@ -116,12 +121,18 @@ class LineMap:
 
 @dataclass(frozen=True, slots=True)
 class Linked:
-    """A function's script, its SHA1 and its line map: what the runtime sends."""
+    """A function's script, its SHA1 and its line map: what the runtime sends.
+
+    ``flags`` are the entry's script flags (``None``: no ``#!lua`` line);
+    ``readonly`` scripts are called with the ``*_RO`` commands.
+    """
 
     qualname: str
     script: str
     sha: str
     line_map: LineMap
+    flags: tuple[str, ...] | None
+    readonly: bool
 
 
 def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
@@ -194,6 +205,10 @@ def link(entry: Target, resolver: Resolver) -> Linked:
 
     writer = _Writer()
     entry_line = entry.section.marker_line or 1
+    flags = entry.section.flags
+    if flags is not None:
+        shebang = f"#!lua flags={','.join(flags)}" if flags else "#!lua"
+        writer.generated(shebang, entry.unit, entry.section.flags_line, entry.qualname)
     writer.generated(HEAD, entry.unit, entry_line, entry.qualname)
     for unit in units:
         members = sorted((t for t in order if t.unit is unit), key=lambda t: t.section.first_line)
@@ -202,7 +217,8 @@ def link(entry: Target, resolver: Resolver) -> Linked:
         writer.user(unit, unit.prelude, prelude, resolved)
         for target in members:
             slot = index[(unit.name, target.section.name)]
-            header = f"CALL[{slot}] = function(KEYS, ARGV, ...)"
+            parameters = "KEYS, ARGV, ..." if target.section.uses_vararg else "KEYS, ARGV"
+            header = f"CALL[{slot}] = function({parameters})"
             writer.generated(header, unit, target.section.marker_line or 1, target.qualname)
             writer.user(unit, target.section, target.qualname, resolved)
             writer.generated("end", unit, max(target.section.last_line, 1), target.qualname)
@@ -210,7 +226,7 @@ def link(entry: Target, resolver: Resolver) -> Linked:
     writer.generated(TAIL, entry.unit, entry_line, entry.qualname)
     script = "\n".join(writer.lines) + "\n"
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
-    return Linked(entry.qualname, script, sha, writer.line_map)
+    return Linked(entry.qualname, script, sha, writer.line_map, flags, entry.section.readonly)
 
 
 class _Writer:

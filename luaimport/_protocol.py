@@ -44,6 +44,8 @@ _COMPILING = re.compile(r"Error compiling script \(new function\): |error loadin
 _POSITION = re.compile(r'(?:@?user_script: ?|\[string "[^"]*"\]:)(\d+): ')
 _STACK = re.compile(r"\nstack traceback:\n.*\Z", re.DOTALL)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+#: Servers without script flags do not know the read-only commands.
+_UNKNOWN_RO = re.compile(r"(?i)unknown command [`'](?:evalsha_ro|eval_ro)[`']")
 
 _SCALARS = (str, bytes, int, float)
 _EXACT = frozenset(_SCALARS)
@@ -125,32 +127,40 @@ def evalsha(linked: Linked, tail: Command) -> Command:
     The first attempt is a plain command rather than a protocol step so that
     a successful call, nearly every call, costs no generator at all.
     """
-    return ("EVALSHA", linked.sha, *tail)
+    return ("EVALSHA_RO" if linked.readonly else "EVALSHA", linked.sha, *tail)
 
 
 def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[Any]:
-    """After ``command`` (an EVALSHA) failed: on a cache miss load the script and run it once more.
+    """After ``command`` (an EVALSHA) failed: on a cache miss, run the script by its text, once.
 
     The server's cache-miss reply means the script did not run, so running it
     again is safe: a script's own reply can never read like one (the linker's
-    ``CALL[0]`` guard sees to that).  Nothing is asked first: a ``SCRIPT
-    EXISTS`` would race with other clients loading the same script.  Every
-    other failure is raised, located in the source.
+    ``CALL[0]`` guard sees to that).  The retry is ``SCRIPT LOAD`` then
+    ``EVAL`` in one round trip: ``EVAL`` carries the text, so no flush or
+    eviction in between can make it miss again, and the ``SCRIPT LOAD`` sent
+    first keeps the script off the list of EVAL-only scripts that Redis 8 and
+    Valkey 8+ evict.  Nothing is asked first (a ``SCRIPT EXISTS`` would race
+    with other clients).  The ``EVAL``'s reply is the call's: if the load
+    failed and the EVAL ran (an ACL without ``SCRIPT``), the call succeeded.
+    Every other failure is raised, located in the source.
     """
     try:
         if not _cache_miss(failure):
             _raise_located(linked, failure)
     finally:
         del failure  # a traceback may hold this frame: holding the error too would make a cycle
+    run = ("EVAL_RO" if linked.readonly else "EVAL", linked.script, *command[2:])
     try:
-        yield from load(linked)
+        _, reply = _detached((yield [("SCRIPT LOAD", linked.script), run]))
     except BaseException as exc:
-        exc.add_note(f"(while loading {linked.qualname} after the server's script cache missed it)")
+        exc.add_note(f"(while running {linked.qualname} by its text: the server's cache missed it)")
         raise
-    try:
-        return (yield command)
-    except Exception as exc:
-        _raise_located(linked, exc)
+    if isinstance(reply, Exception):
+        try:
+            _raise_located(linked, reply)
+        finally:
+            del reply  # as above: no cycle through this frame
+    return reply
 
 
 def load(linked: Linked) -> Protocol[None]:
@@ -183,6 +193,8 @@ def map_error(linked: Linked, exc: Exception) -> Exception:
     """
     server_message = str(exc)
     text, line = _STACK.sub("", server_message), None
+    if linked.flags is not None and _UNKNOWN_RO.match(text):
+        return _flags_unsupported(linked, exc)
     compiling = _COMPILING.match(text)
     if compiling:
         text = text[compiling.end() :]
@@ -204,6 +216,8 @@ def map_error(linked: Linked, exc: Exception) -> Exception:
     if not (compiling or running or trailer or position):
         return exc
     origin = linked.line_map.lookup(line) if line is not None else None
+    if compiling and line == 1 and linked.flags is not None:
+        return _flags_unsupported(linked, exc)
     if compiling:
         return _syntax_error(linked, text, origin)
     if origin is None:
@@ -228,6 +242,27 @@ def map_error(linked: Linked, exc: Exception) -> Exception:
         origin.lineno,
         origin.function,
         origin.source_line,
+    )
+
+
+def _flags_unsupported(linked: Linked, exc: Exception) -> LuaError:
+    """A server without script flags (Redis 6.2, fakeredis) refused a ``#!lua`` line or ``*_RO`` command.
+
+    Reported at the directive that asked for the flags: the script itself is
+    fine, the server is too old for it.
+    """
+    origin = linked.line_map.lookup(1)
+    assert origin is not None, "line 1 of a script with flags is its #!lua line"
+    flags = ", ".join(linked.flags or ()) or "none"
+    return native(LuaError, type(exc))(
+        f"{origin.filename}:{origin.lineno} in {linked.qualname}: the function declares script flags "
+        f"(--@readonly or --@flags: {flags}), which this server does not support: they need Redis 7+ "
+        f"or Valkey 7.2+ (the server replied: {exc})",
+        server_message=str(exc),
+        code="ERR",
+        filename=origin.filename,
+        lineno=origin.lineno,
+        function=linked.qualname,
     )
 
 
@@ -306,10 +341,25 @@ def _cache_miss(reply: object) -> bool:
 
 def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:
     """Load many scripts in one round trip: yields one batch of SCRIPT LOADs."""
-    replies = yield [("SCRIPT LOAD", item.script) for item in linked]
+    replies = _detached((yield [("SCRIPT LOAD", item.script) for item in linked]))
     loaded = {}
     for item, reply in zip(linked, replies, strict=True):
         if isinstance(reply, Exception):
             raise map_error(item, reply)
         loaded[item.qualname] = item.sha
     return loaded
+
+
+def _detached(replies: list[Any]) -> list[Any]:
+    """A batch's replies, their errors without tracebacks.
+
+    A client that returns errors as values caught them in a frame that also
+    holds its list of replies (redis-py's pipelines do): a reference cycle,
+    through which the frames of the call, and its client, would live until
+    the garbage collector runs.  Such a traceback shows only client
+    internals; raising the error again gives it a useful one.
+    """
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            reply.__traceback__ = None
+    return replies

@@ -21,6 +21,7 @@ from redis.exceptions import RedisClusterException
 
 from . import _protocol
 from ._linker import LineMap, Linked, Resolver, Target, link
+from ._params import Declared
 from ._protocol import arguments as _arguments
 
 _generation = 0
@@ -86,7 +87,9 @@ class LuaFunction:
     def __call__(
         self, client: Any, keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
     ) -> Any:
-        tail = _arguments(self.__qualname__, keys, args)
+        return self._send(client, _arguments(self.__qualname__, keys, args))
+
+    def _send(self, client: Any, tail: _protocol.Command) -> Any:
         linked = self._linked
         if linked is None or self._gen != _generation:
             linked = self.linked
@@ -94,6 +97,35 @@ class LuaFunction:
 
     def __repr__(self) -> str:
         return f"<Lua function {self.__qualname__} from {self.filename!r}>"
+
+
+class _DeclaredFunction(LuaFunction):
+    """A function with ``--@keys`` or ``--@args``: also callable by name, and counted.
+
+    A subclass, so functions without declarations keep the plain call path.
+    """
+
+    def __init__(self, target: Target, resolver: Resolver) -> None:
+        super().__init__(target, resolver)
+        self._declared = Declared(target.qualname, target.section.keys, target.section.args)
+        self.__signature__ = self._declared.signature
+        self.__doc__ = self._declared.doc(target.section.name, self.__doc__)
+
+    def __call__(
+        self,
+        client: Any,
+        keys: Sequence[Any] | None = None,
+        args: Sequence[Any] | None = None,
+        **named: Any,
+    ) -> Any:
+        return self._send(client, self._declared.tail(keys, args, named))
+
+
+def make_function(target: Target, resolver: Resolver) -> LuaFunction:
+    """The callable for ``target``: a declared function binds names, a plain one takes lists."""
+    section = target.section
+    declared = section.keys is not None or section.args is not None
+    return (_DeclaredFunction if declared else LuaFunction)(target, resolver)
 
 
 def bind(client: Any, functions: Sequence[LuaFunction]) -> Any:
@@ -118,7 +150,10 @@ def _drive_sync(send: Send, batch: Batch, protocol: _protocol.Protocol[Any]) -> 
             except BaseException as exc:  # the protocol decides what an error (or a cancel) means
                 step = protocol.throw(exc)
             else:
-                step = protocol.send(reply)
+                try:
+                    step = protocol.send(reply)
+                finally:
+                    del reply  # replies may hold errors whose tracebacks hold this frame
     except StopIteration as done:
         return done.value
 
@@ -133,7 +168,10 @@ async def _drive_async(send: Send, batch: Batch, protocol: _protocol.Protocol[An
             except BaseException as exc:  # the protocol decides what an error (or a cancel) means
                 step = protocol.throw(exc)
             else:
-                step = protocol.send(reply)
+                try:
+                    step = protocol.send(reply)
+                finally:
+                    del reply  # replies may hold errors whose tracebacks hold this frame
     except StopIteration as done:
         return done.value
 
@@ -339,13 +377,18 @@ class _ClusterEverywhere(_ClusterTransport):
         return self.execute(*command, target_nodes=nodes)
 
 
+#: The commands that run a script: routed by their keys, like the call itself.
+_RUNS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"})
+
+
 class _KeyedCall(_ClusterTransport):
     """A call with keys: redis-py routes its EVALSHA by slot, following MOVED and ASK.
 
     Which node answered is not known, so a heal's ``SCRIPT LOAD`` goes to
     every primary (and the slot's owner, which redis-py 7.1's asyncio client
-    can leave out of its primaries): the miss heals wherever the call landed,
-    even on the importing node of a migrating slot.
+    can leave out of its primaries), and its ``EVAL`` where the keys live:
+    the miss heals wherever the call landed, even on the importing node of a
+    migrating slot.
     """
 
     __slots__ = ("key",)
@@ -355,7 +398,7 @@ class _KeyedCall(_ClusterTransport):
         self.key = key
 
     def __call__(self, *command: Any) -> Any:
-        if command[0] == "EVALSHA":
+        if command[0] in _RUNS:
             return self.execute(*command)
         return super().__call__(*command)
 

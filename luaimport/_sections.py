@@ -24,9 +24,13 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 FUNCTION = "function"
-#: Directives a function section may carry after its marker; later issues add
-#: ``keys``, ``args``, ``readonly``...  Anything else is reported as unknown.
-SECTION_DIRECTIVES: frozenset[str] = frozenset()
+#: Directives a function's head may carry (or a marker-less file's leading
+#: comment block).  Anything else is reported as unknown.
+SECTION_DIRECTIVES = frozenset({"keys", "args", "readonly", "flags"})
+#: The script flags Redis 7+ and Valkey read from a ``#!lua flags=...`` first line.
+SCRIPT_FLAGS = frozenset({"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"})
+#: Names a declared key or argument cannot take: the call's own parameters.
+RESERVED_PARAMS = frozenset({"client", "keys", "args"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,29 @@ class CallRef:
     line: int
     start: int
     end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The names a ``--@keys`` or ``--@args`` line declares, in KEYS or ARGV order.
+
+    The first ``required`` names must be given; the ones after them
+    (written ``name?``) may be left out from the end; with ``variadic`` the
+    last name (written ``name...``) takes a list of any length.
+    """
+
+    names: tuple[str, ...]
+    required: int
+    variadic: bool
+    line: int
+
+    @property
+    def minimum(self) -> int:
+        return self.required
+
+    @property
+    def maximum(self) -> int | None:
+        return None if self.variadic else len(self.names)
 
 
 @dataclass(slots=True, eq=False)
@@ -50,8 +77,20 @@ class Section:
     start: int
     end: int
     doc: str | None = None
-    directives: dict[str, str] = field(default_factory=dict)
+    keys: Params | None = None
+    args: Params | None = None
+    #: script flags for the ``#!lua`` line, sorted; ``None`` when no flag
+    #: directive was given (no ``#!lua`` line at all)
+    flags: tuple[str, ...] | None = None
+    #: the line of the first ``--@readonly`` or ``--@flags`` directive (0 without one)
+    flags_line: int = 0
+    #: whether the body has a ``...`` token, so its function must be vararg
+    uses_vararg: bool = False
     calls: list[CallRef] = field(default_factory=list)
+
+    @property
+    def readonly(self) -> bool:
+        return self.flags is not None and "no-writes" in self.flags
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +132,17 @@ def check_function_name(name: str) -> str | None:
         return f"{name!r} is a Python keyword"
     if name.startswith("_"):
         return f"{name!r} starts with '_' (reserved for Python and luaimport)"
+    return None
+
+
+def _check_param_name(name: str) -> str | None:
+    """Why ``name`` cannot name a declared key or argument (a Python keyword argument), or ``None``."""
+    if not _IDENTIFIER.match(name):
+        return f"{name!r} is not an identifier"
+    if keyword.iskeyword(name):
+        return f"{name!r} is a Python keyword"
+    if name in RESERVED_PARAMS:
+        return f"{name!r} is reserved: the call itself takes client, keys and args"
     return None
 
 
@@ -150,8 +200,8 @@ class _Parser:
     def run(self) -> Unit:
         if self.text.startswith("#"):
             raise self.fail(
-                "a '#!' line is not supported: Redis reads script flags only on the first line "
-                "of the linked script, which luaimport writes (flags will come from directives)",
+                "a '#' first line is not Lua: Redis reads script flags only from the first line of "
+                "the linked script, which luaimport writes; declare them with --@readonly or --@flags",
                 1,
             )
         markers: list[tuple[Token, str]] = []
@@ -159,11 +209,12 @@ class _Parser:
             found = self.directive(token)
             if found and found[0] == FUNCTION:
                 markers.append((token, self.function_name(token, found[1], markers)))
-        doc_tokens = self.leading_comments(0)
+        head = self.leading_comments(0)
         if not markers:
             script = self.section(self.source.name, 0, 1, self.last_line)
-            self.reject_directives(self.tokens)
-            script.calls = self.call_refs(self.tokens)
+            doc_tokens = self.head(script, head)
+            self.reject_directives(self.tokens[len(head) :])
+            self.fill(script, self.tokens)
             return Unit(self.source, _doc(doc_tokens), self.section("", 0, 1, 0), {}, script)
 
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
@@ -180,23 +231,88 @@ class _Parser:
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
             tokens = section_tokens[i + 1]
-            head = self.leading_comments(1, tokens)
-            doc_lines = []
-            for token in head:
-                found = self.directive(token)
-                if found is None:
-                    doc_lines.append(token)
-                elif found[0] not in SECTION_DIRECTIVES:
-                    self.reject_directives([token])
-                elif found[0] in section.directives:
-                    raise self.fail(f"directive --@{found[0]} given twice for {name!r}", token.line)
-                else:
-                    section.directives[found[0]] = found[1]
-            section.doc = _doc(doc_lines)
-            self.reject_directives(tokens[len(head) + 1 :])
-            section.calls = self.call_refs(tokens)
+            function_head = self.leading_comments(1, tokens)
+            section.doc = _doc(self.head(section, function_head))
+            self.reject_directives(tokens[len(function_head) + 1 :])
+            self.fill(section, tokens)
             functions[name] = section
-        return Unit(self.source, _doc(doc_tokens), prelude, functions, None)
+        return Unit(self.source, _doc(head), prelude, functions, None)
+
+    def fill(self, section: Section, tokens: list[Token]) -> None:
+        section.calls = self.call_refs(tokens)
+        section.uses_vararg = any(t.kind == OP and t.text == "..." for t in tokens)
+
+    def head(self, section: Section, comments: list[Token]) -> list[Token]:
+        """Read the directives among a head's ``comments`` into ``section``; the rest is its doc."""
+        doc: list[Token] = []
+        seen: dict[str, int] = {}
+        for token in comments:
+            found = self.directive(token)
+            if found is None:
+                doc.append(token)
+                continue
+            word, rest = found
+            if word not in SECTION_DIRECTIVES:
+                self.reject_directives([token])
+            if word in seen:
+                raise self.fail(
+                    f"directive --@{word} given twice for {section.name!r} (first at line {seen[word]})",
+                    token.line,
+                )
+            seen[word] = token.line
+            if word in ("keys", "args"):
+                other = section.args if word == "keys" else section.keys
+                params = self.params(word, rest, token.line, other)
+                if word == "keys":
+                    section.keys = params
+                else:
+                    section.args = params
+            else:
+                self.flags(section, word, rest, token.line)
+        return doc
+
+    def params(self, word: str, rest: str, line: int, other: Params | None) -> Params:
+        """A ``--@keys`` / ``--@args`` line: names, then ``name?`` optional ones, or one last ``name...``."""
+        names: list[str] = []
+        required, variadic, optional = 0, False, False
+        taken = set(other.names) if other else set()
+        for written in rest.split():
+            if variadic:
+                raise self.fail(f"--@{word}: only the last name can take a list ('{names[-1]}...')", line)
+            name = written.removesuffix("...").removesuffix("?")
+            if written.endswith("..."):
+                if optional:
+                    raise self.fail(f"--@{word}: '{written}' cannot follow optional names", line)
+                variadic = True
+            elif written.endswith("?"):
+                optional = True
+            elif optional:
+                raise self.fail(f"--@{word}: required name {name!r} after an optional one", line)
+            else:
+                required += 1
+            problem = _check_param_name(name)
+            if problem:
+                raise self.fail(f"--@{word}: {problem}", line)
+            if name in names or name in taken:
+                raise self.fail(f"--@{word}: {name!r} is declared twice (keys and args share names)", line)
+            names.append(name)
+        return Params(tuple(names), required, variadic, line)
+
+    def flags(self, section: Section, word: str, rest: str, line: int) -> None:
+        if word == "readonly":
+            if rest:
+                raise self.fail(f"--@readonly takes nothing after it, found {rest!r}", line)
+            flags = ["no-writes"]
+        else:
+            flags = rest.replace(",", " ").split()
+            for i, flag in enumerate(flags):
+                if flag not in SCRIPT_FLAGS:
+                    known = ", ".join(sorted(SCRIPT_FLAGS))
+                    raise self.fail(f"unknown script flag {flag!r} in --@flags (known: {known})", line)
+                if flag in flags[:i]:
+                    raise self.fail(f"script flag {flag!r} given twice", line)
+        section.flags = tuple(sorted({*(section.flags or ()), *flags}))
+        section.flags_line = section.flags_line or line
 
     def function_name(self, token: Token, rest: str, seen: list[tuple[Token, str]]) -> str:
         parts = rest.split()
@@ -223,21 +339,24 @@ class _Parser:
         for token in tokens[skip:]:
             if token.kind != COMMENT or token.line > previous + 1 or not self.starts_line(token):
                 break
-            if not skip and self.directive(token):
+            found = self.directive(token)
+            if found and found[0] == FUNCTION:
                 break
             block.append(token)
             previous = token.end_line
         return block
 
     def reject_directives(self, tokens: list[Token]) -> None:
-        """Directives are only valid in a function's head; elsewhere they are mistakes."""
+        """Directives are only valid in a head; elsewhere they are mistakes."""
         for token in tokens:
             found = self.directive(token)
             if found is None or found[0] == FUNCTION:
                 continue
             if found[0] in SECTION_DIRECTIVES:
                 raise self.fail(
-                    f"directive --@{found[0]} must come right after a '--@function' line", token.line
+                    f"directive --@{found[0]} must come right after a '--@function' line (or, in a "
+                    "file without one, in its leading comment block)",
+                    token.line,
                 )
             known = ", ".join(f"--@{d}" for d in sorted({FUNCTION, *SECTION_DIRECTIVES}))
             raise self.fail(f"unknown directive --@{found[0]} (known: {known})", token.line)

@@ -36,9 +36,9 @@ def rc(cluster: Cluster) -> RedisCluster:
     client.close()
 
 
-def evalsha_calls(cluster: Cluster) -> list[int]:
+def evalsha_calls(cluster: Cluster, command: str = "evalsha") -> list[int]:
     return [
-        n.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) for n in cluster.primaries
+        n.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0) for n in cluster.primaries
     ]
 
 
@@ -50,7 +50,9 @@ def test_a_cold_cluster_serves_calls_on_every_slot(cluster: Cluster, rc: RedisCl
     assert [single(rc, [key], [slot]) for slot, key in enumerate(keys)] == list(range(SLOTS))
     for node in cluster.primaries:
         assert node.client.script_exists(single.sha) == [True]
-    assert sum(evalsha_calls(cluster)) == SLOTS + 1  # one miss: that heal loaded on every primary
+    # one miss: its heal loaded on every primary and ran the script once by its text
+    assert sum(evalsha_calls(cluster)) == SLOTS
+    assert sum(evalsha_calls(cluster, "eval")) == 1
 
 
 def test_script_flush_on_one_primary_heals_without_user_action(cluster: Cluster, rc: RedisCluster) -> None:
@@ -66,7 +68,8 @@ def test_script_flush_on_one_primary_heals_without_user_action(cluster: Cluster,
     for node in cluster.nodes:
         node.client.config_resetstat()
     assert [single(rc, [by_node[n.port]], [1]) for n in cluster.primaries] == [1, 1, 1]
-    assert command_count(flushed.client, "evalsha") == 2  # the miss, then the retry
+    assert command_count(flushed.client, "evalsha") == 1  # the miss
+    assert command_count(flushed.client, "eval") == 1  # then the script, run by its text
     for node in others:
         assert command_count(node.client, "evalsha") == 1
     for node in cluster.primaries:  # the heal loads on every primary, once, and asks nothing first
@@ -104,8 +107,9 @@ def test_a_call_heals_while_its_slot_migrates(cluster: Cluster, rc: RedisCluster
     source.client.execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
     target.client.config_resetstat()
     try:
-        assert single(rc, [key], [1]) == 2  # ASK to the target, NOSCRIPT there, healed, asked again
-        assert command_count(target.client, "evalsha") == 2
+        assert single(rc, [key], [1]) == 2  # ASK to the target, NOSCRIPT there, EVAL asked there too
+        assert command_count(target.client, "evalsha") == 1
+        assert command_count(target.client, "eval") == 1
     finally:
         for node in cluster.primaries:
             node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
@@ -146,7 +150,9 @@ def test_keys_in_different_slots_fail_before_anything_is_sent(cluster: Cluster, 
     with pytest.raises(LuaCrossSlotError):  # equal as Python values, different keys to Redis
         basic.identity(rc, [1, 1.0], [])
     assert basic.identity(rc, ["{t}a", "{t}b"], [1]) == b"1"  # one slot through a hash tag
-    assert sum(evalsha_calls(cluster)) == sum(before) + 2  # only the good call: a miss and its retry
+    # only the good call: a miss, and the script run by its text
+    assert sum(evalsha_calls(cluster)) == sum(before) + 1
+    assert sum(evalsha_calls(cluster, "eval")) == 1
 
 
 def test_cross_slot_on_a_valkey_py_cluster_is_its_own_exception_too(cluster: Cluster) -> None:

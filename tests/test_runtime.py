@@ -100,7 +100,7 @@ def test_three_hundred_functions_each_calling_the_next(client: redis.Redis) -> N
         body = f"return CALL.f{i + 1}(KEYS, {{ARGV[1] + 1}})" if i < 300 else "return {ARGV[1], KEYS[1]}"
         parts.append(f"--@function f{i}\n{body}\n")
     chain = luaimport.loads("".join(parts), "chain")
-    assert chain.f1.script.count("= function(KEYS, ARGV, ...)") == 300
+    assert chain.f1.script.count("= function(KEYS, ARGV)\n") == 300
     assert chain.f1.script.startswith("local CALL = {[0] = function(reply)")
     assert chain.f1(client, ["k"], [0]) == [299, b"k"]
     assert chain.f150(client, ["k"], [0]) == [150, b"k"]

@@ -155,7 +155,8 @@ def test_marker_after_long_comment_on_same_line_is_not_a_marker():
 def test_three_dash_emmylua_annotations_are_not_directives():
     unit = parse_text("---@param x number\n--@function f\n---@return integer\nreturn 1\n---@function g\n")
     assert list(unit.functions) == ["f"]
-    assert unit.functions["f"].directives == {}
+    f = unit.functions["f"]
+    assert (f.keys, f.args, f.flags) == (None, None, None)
 
 
 def test_space_after_dashes_is_not_a_marker():
@@ -225,10 +226,16 @@ def test_unknown_directive_in_prelude():
     assert err.text == "  --@bogus 3"
 
 
-def test_unknown_directive_in_function_body():
-    err = parse_error("--@function f\nlocal a = 1\n--@keys 1\nreturn a\n")
+def test_declaration_in_function_body_is_misplaced():
+    err = parse_error("--@function f\nlocal a = 1\n--@keys k\nreturn a\n")
     assert err.lineno == 3
-    assert "unknown directive --@keys" in err.msg
+    assert "directive --@keys must come right after a '--@function' line" in err.msg
+
+
+def test_unknown_directive_in_function_body():
+    err = parse_error("--@function f\nlocal a = 1\n--@kyes k\nreturn a\n")
+    assert err.lineno == 3
+    assert "unknown directive --@kyes" in err.msg
 
 
 def test_unknown_directive_right_after_marker():

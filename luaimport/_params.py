@@ -1,0 +1,142 @@
+"""Declared keys and arguments: ``fn(client, src=..., amount=...)`` -> KEYS and ARGV.
+
+A function whose head has ``--@keys`` or ``--@args`` takes its values by
+name as well as in the two plain lists.  Names are bound, counted and
+type-checked here, before anything is sent, so a call that names a key
+wrong or leaves one out never reaches the server.  Functions without
+declarations never come here: their calls keep the plain path.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import LuaArgumentError
+from ._protocol import Command, arguments
+from ._sections import Params
+
+_KEY = str | bytes
+_ARG = str | bytes | int | float
+
+
+class Declared:
+    """How one declared function binds names to KEYS and ARGV, and the signature it shows."""
+
+    __slots__ = ("args", "function", "keys", "signature")
+
+    def __init__(self, function: str, keys: Params | None, args: Params | None) -> None:
+        self.function = function
+        self.keys = keys
+        self.args = args
+        parameters = [inspect.Parameter("client", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        for params, scalar in ((keys, _KEY), (args, _ARG)):
+            if params is None:
+                continue
+            for i, name in enumerate(params.names):
+                annotation: Any = scalar
+                default: Any = inspect.Parameter.empty
+                if params.variadic and i == len(params.names) - 1:
+                    annotation, default = Sequence[scalar], ()  # type: ignore[valid-type]
+                elif i >= params.required:
+                    default = None
+                keyword = inspect.Parameter.KEYWORD_ONLY
+                parameters.append(inspect.Parameter(name, keyword, default=default, annotation=annotation))
+        self.signature = inspect.Signature(parameters, return_annotation=Any)
+
+    def doc(self, name: str, doc: str | None) -> str:
+        """The docstring ``help()`` shows: the keyword form first, then the plain form, then the doc."""
+        call = f"{name}{self.signature}".replace("typing.", "").replace("collections.abc.", "")
+        plain = f"Also {name}(client, keys, args), with the values as lists in the declared order."
+        return "\n\n".join(part for part in (call, plain, doc) if part)
+
+    def tail(self, keys: Sequence[Any] | None, args: Sequence[Any] | None, named: dict[str, Any]) -> Command:
+        """KEYS and ARGV from either form, checked against the declarations, as an EVALSHA tail."""
+        if named:
+            missing: list[str] = []
+            keys = self._take(self.keys, "keys", keys, named, missing)
+            args = self._take(self.args, "args", args, named, missing)
+            if missing:
+                raise LuaArgumentError(f"{self.function}() missing {' and '.join(missing)}")
+            if named:
+                raise LuaArgumentError(
+                    f"{self.function}() got unexpected {_plural(len(named), 'keyword argument')} "
+                    f"{', '.join(map(repr, named))} (declared: {self._declared()})"
+                )
+        tail = arguments(self.function, keys, args)
+        self._count(self.keys, "keys", tail[0])
+        self._count(self.args, "args", len(tail) - 1 - tail[0])
+        return tail
+
+    def _take(
+        self,
+        params: Params | None,
+        what: str,
+        given: Sequence[Any] | None,
+        named: dict[str, Any],
+        missing: list[str],
+    ) -> Sequence[Any] | None:
+        if params is None:
+            return given  # not declared: only the plain list can give them
+        if given is not None:
+            raise LuaArgumentError(
+                f"{self.function}(): {what} given both as a list and by name; use one form"
+            )
+        values: list[Any] = []
+        last = len(params.names) - 1
+        for i, name in enumerate(params.names):
+            value = named.pop(name, None)
+            if params.variadic and i == last:
+                if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | None):
+                    raise LuaArgumentError(
+                        f"{self.function}(): {name}... takes a list or tuple, not {type(value).__name__}"
+                    )
+                values.extend(value or ())
+            elif value is not None:
+                if len(values) < i and len(values) >= params.required:
+                    skipped = params.names[len(values)]
+                    raise LuaArgumentError(
+                        f"{self.function}(): {name!r} given without {skipped!r}: {what} are positional "
+                        "in Lua, so optional ones can only be left out from the end"
+                    )
+                values.append(value)
+            elif i < params.required:
+                missing.append(f"{what[:-1]} {name!r}")
+        return values
+
+    def _count(self, params: Params | None, what: str, count: int) -> None:
+        if params is None:
+            return
+        maximum = params.maximum
+        if params.minimum <= count and (maximum is None or count <= maximum):
+            return
+        if maximum is None:
+            expected = f"at least {params.minimum}"
+        elif maximum == params.minimum:
+            expected = str(maximum)
+        else:
+            expected = f"{params.minimum} to {maximum}"
+        raise LuaArgumentError(f"{self.function}() takes {expected} {what} ({_written(params)}), got {count}")
+
+    def _declared(self) -> str:
+        parts = [f"{what} {_written(p)}" for what, p in (("keys", self.keys), ("args", self.args)) if p]
+        return "; ".join(parts)
+
+
+def _written(params: Params) -> str:
+    """The names as the directive wrote them."""
+    last = len(params.names) - 1
+    shown = []
+    for i, name in enumerate(params.names):
+        if params.variadic and i == last:
+            shown.append(f"{name}...")
+        elif i >= params.required:
+            shown.append(f"{name}?")
+        else:
+            shown.append(name)
+    return " ".join(shown) or "none"
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
