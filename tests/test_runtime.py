@@ -116,6 +116,53 @@ def test_call_heals_after_script_flush(client: redis.Redis) -> None:
     assert basic.return_args(client, [], ["y"]) == [b"y"]
 
 
+def test_a_heal_loads_then_runs_the_script_by_its_text(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    client.config_resetstat()
+    assert single(client, ["n"], [1]) == 1
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1  # the miss: it ran nothing
+    assert stats["cmdstat_eval"]["calls"] == 1  # the run, which a flush cannot make miss again
+    assert (stats.get("cmdstat_script|load") or stats["cmdstat_script"])["calls"] == 1
+    assert client.script_exists(single.sha) == [True]
+    assert single(client, ["n"], [1]) == 2
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == 2  # loaded: EVALSHA hits
+
+
+def test_a_heal_is_one_round_trip() -> None:
+    """The protocol asks for the load and the run together, as one batch: a flush can come between
+    them only on the server, where the EVAL carries the text and cannot miss."""
+    one = luaimport.loads("--@function f\nreturn 1\n", "one")
+    linked = one.f.linked
+    miss = redis.exceptions.NoScriptError("No matching script.")
+    command = luaimport._protocol.evalsha(linked, (0,))
+    protocol = luaimport._protocol.recover(linked, command, miss)
+    assert next(protocol) == [("SCRIPT LOAD", linked.script), ("EVAL", linked.script, 0)]
+    with pytest.raises(StopIteration) as done:
+        protocol.send([linked.sha, 1])
+    assert done.value.value == 1
+
+
+def test_a_healed_script_outlives_the_eval_eviction_of_newer_servers(client: redis.Redis) -> None:
+    """Redis 8 and Valkey 8+ evict scripts that reached the cache only through EVAL (500 at most);
+    the heal's SCRIPT LOAD, sent before its EVAL, keeps the script off that list."""
+    import lipkg.single as single
+
+    assert single(client, ["n"], [1]) == 1  # a miss, healed
+    evicted = client.info("stats").get("evicted_scripts")
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(700):
+            pipe.eval(f"return {i}", 0)
+        assert pipe.execute() == list(range(700))
+    if evicted is not None:  # a server that evicts: the eviction really happened
+        assert client.info("stats")["evicted_scripts"] >= evicted + 200
+    assert client.script_exists(single.sha) == [True]
+    client.config_resetstat()
+    assert single(client, ["n"], [1]) == 2
+    assert "cmdstat_eval" not in client.info("commandstats")  # no heal was needed
+
+
 def test_concurrent_calls_after_a_flush_all_heal_and_each_runs_once(client: redis.Redis) -> None:
     import lipkg.single as single
 
