@@ -116,6 +116,39 @@ def test_call_heals_after_script_flush(client: redis.Redis) -> None:
     assert basic.return_args(client, [], ["y"]) == [b"y"]
 
 
+def _evict_eval_scripts(client: redis.Redis) -> None:
+    """Send 600 EVALs of distinct scripts: more than the 500 EVAL-only scripts Redis 8 and Valkey 8+ keep."""
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(600):
+            pipe.eval(f"return {i}", 0)
+        pipe.execute()
+
+
+@pytest.mark.parametrize("piped", [False, True], ids=["direct", "pipeline"])
+def test_a_call_heals_when_redis_8_evicts_a_script_first_sent_by_eval(
+    client: redis.Redis, piped: bool
+) -> None:
+    import lipkg.single as single
+
+    assert client.eval(single.script, 1, "n", 1) == 1  # someone ran the linked text with EVAL first
+    luaimport.bind(client, single)
+    _evict_eval_scripts(client)
+    # Server-specific: Redis 8 keeps the scripts that reached its cache through EVAL on an LRU list
+    # of 500, and a later SCRIPT LOAD (bind, a heal) leaves them on it, so this one is evicted.
+    # Valkey 8+ takes a script off the list at SCRIPT LOAD; Redis 6.2 and 7.0 evict nothing.
+    info = client.info("server")
+    redis8 = "valkey_version" not in info and int(info["redis_version"].split(".")[0]) >= 8
+    assert client.script_exists(single.sha) == [not redis8]
+    if piped:
+        pipe = client.pipeline()
+        single(pipe, ["n"], [1])
+        assert pipe.execute() == [2]  # the pre-load finds it missing and loads it
+    else:
+        assert single(client, ["n"], [1]) == 2  # NOSCRIPT, healed
+    _evict_eval_scripts(client)
+    assert client.script_exists(single.sha) == [True]  # loaded after its eviction: kept, on every server
+
+
 def test_concurrent_calls_after_a_flush_all_heal_and_each_runs_once(client: redis.Redis) -> None:
     import lipkg.single as single
 
