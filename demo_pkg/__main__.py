@@ -77,19 +77,29 @@ def main() -> int:
         if stale:
             client.delete(*stale)
 
+        # Redis 6.2 has no script flags: a --@readonly function fails there with a clear error
+        flags = "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
         print("modules:")
         for module in (counters, ratelimit, queue, slide):
             names = ", ".join(module.__all__) or "(the module itself is the script)"
             print(f"  {module.__name__:<20} {names}")
-        loaded = luaimport.bind(client)
+        functions = [getattr(m, name) for m in (counters, ratelimit, queue) for name in m.__all__]
+        loaded = luaimport.bind(client, slide, *(f for f in functions if flags or f.flags is None))
         print(f"bind: loaded {len(loaded)} linked scripts in one round trip")
 
-        print("counters (prelude helper, same-module CALL.incr in incr_many):")
+        print("counters (declared keys and args: by name, or as the two lists):")
         hits, a, b = key("hits"), key("a"), key("b")
-        show("counters.incr([hits])", counters.incr(client, [hits]))
-        show("counters.incr([hits], [41])", counters.incr(client, [hits], [41]))
+        show("counters.incr(counter=hits)", counters.incr(client, counter=hits))
+        show("counters.incr(counter=hits, by=41)", counters.incr(client, counter=hits, by=41))
         show("counters.incr_many([a, b, hits], [2])", counters.incr_many(client, [a, b, hits], [2]))
-        show("counters.get([a, b, hits, missing])", counters.get(client, [a, b, hits, key("missing")]))
+        show(
+            "counters.get(counters=[a, b, hits, missing])",
+            counters.get(client, counters=[a, b, hits, key("missing")]),
+        )
+        try:
+            counters.incr(client, countr=hits)  # a typo: caught before any network call
+        except TypeError as exc:
+            show("counters.incr(countr=hits)", f"{type(exc).__name__}: {exc}")
 
         print("pipeline (one SCRIPT EXISTS, then one round trip; errors stay in their place):")
         with client.pipeline() as pipe:
@@ -101,19 +111,24 @@ def main() -> int:
         show("incr([hits], [10]), incr(.., [lots]), get", shown)
 
         print("ratelimit (token bucket: capacity 5, refill 1 token/s):")
-        bucket = [key("bucket:alice")]
-        allowed = [ratelimit.allow(client, bucket, [5, 1]) for _ in range(6)]
+        bucket = key("bucket:alice")
+        allowed = [ratelimit.allow(client, bucket=bucket, capacity=5, rate=1) for _ in range(6)]
         show("ratelimit.allow x6", allowed)
-        show("ratelimit.remaining", ratelimit.remaining(client, bucket, [5, 1]))
+        if flags:
+            remaining = ratelimit.remaining(client, bucket=bucket, capacity=5, rate=1)
+            show("ratelimit.remaining (read-only: EVALSHA_RO)", remaining)
+        else:
+            show("ratelimit.remaining (read-only)", "not run: this server has no script flags")
 
         print("queue (push makes a cross-module CALL.demo_pkg.counters.incr for ids):")
         pending, processing, leases = key("jobs:pending"), key("jobs:processing"), key("jobs:leases")
         jobs = [pending, processing, leases]
-        ids = queue.push(client, [pending, key("jobs:ids")], ["email:alice", "email:bob", "sms:carol"])
+        payloads = ["email:alice", "email:bob", "sms:carol"]
+        ids = queue.push(client, pending=pending, ids=key("jobs:ids"), payloads=payloads)
         show("queue.push(3 payloads)", f"ids {ids}")
         first = queue.claim(client, jobs, [30_000])
         show("queue.claim(lease 30 s)", item(first))
-        show("queue.ack(#1)", queue.ack(client, [processing, leases], [first]))
+        show("queue.ack(#1)", queue.ack(client, processing=processing, leases=leases, item=first))
         show("queue.claim(lease 50 ms), never acked", item(queue.claim(client, jobs, [50])))
         time.sleep(0.1)
         show("queue.requeue_expired, 100 ms later", queue.requeue_expired(client, jobs))
@@ -121,8 +136,8 @@ def main() -> int:
         show("counters.get([jobs:ids])", counters.get(client, [key("jobs:ids")]))
 
         print("slide (marker-less file: the module is the script; 3 per 1000 ms):")
-        window = [key("window:bob")]
-        replies = [slide(client, window, [1000, 3]) for _ in range(4)]
+        window = key("window:bob")
+        replies = [slide(client, log=window, window_ms=1000, limit=3) for _ in range(4)]
         show("slide x4, allowed flags", [flag for flag, _, _ in replies])
         _, count, wait_ms = replies[-1]
         show("slide, 4th reply", f"{count} requests in window, next slot in ~{round(wait_ms, -2)} ms")

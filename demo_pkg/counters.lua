@@ -16,11 +16,14 @@ local function amount(value, default)
 end
 
 --@function incr
--- Add ARGV[1] (default 1) to the counter KEYS[1]; returns its new value.
+-- Add `by` (default 1) to `counter`; returns its new value.
+--@keys counter
+--@args by?
 return redis.call('INCRBY', KEYS[1], amount(ARGV[1], 1))
 
 --@function get
--- The values of the counters KEYS[1..n], with 0 for a counter never set.
+-- The values of the counters, with 0 for a counter never set.
+--@keys counters...
 local values = redis.call('MGET', unpack(KEYS))
 for i = 1, #KEYS do
   values[i] = tonumber(values[i]) or 0
@@ -28,8 +31,9 @@ end
 return values
 
 --@function incr_many
--- Add ARGV[1] (default 1) to every counter in KEYS; returns the new values,
--- in the order of KEYS.
+-- Add `by` (default 1) to every counter; returns the new values, in order.
+--@keys counters...
+--@args by?
 local by = amount(ARGV[1], 1)
 local values = {}
 for i, key in ipairs(KEYS) do

@@ -10,8 +10,10 @@ local function now_ms()
 end
 
 --@function push
--- Enqueue the payloads ARGV[1..n] on the pending list KEYS[1]; KEYS[2] is the
--- id counter (a demo_pkg.counters counter).  Returns the new items' ids.
+-- Enqueue the payloads on the pending list; `ids` is the id counter (a
+-- demo_pkg.counters counter).  Returns the new items' ids.
+--@keys pending ids
+--@args payloads...
 local last = CALL.demo_pkg.counters.incr({KEYS[2]}, {#ARGV})
 local ids = {}
 for i, body in ipairs(ARGV) do
@@ -21,8 +23,10 @@ end
 return ids
 
 --@function claim
--- Move the oldest item of pending list KEYS[1] to processing list KEYS[2],
--- leased for ARGV[1] ms in KEYS[3]; returns the item, or nil if none is pending.
+-- Move the oldest pending item to the processing list, leased for `lease_ms`
+-- in `leases`; returns the item, or nil if none is pending.
+--@keys pending processing leases
+--@args lease_ms
 local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 if not item then
   return false
@@ -31,15 +35,19 @@ redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[1]), item)
 return item
 
 --@function ack
--- Mark item ARGV[1] done: drop it from the processing list KEYS[1] and its
--- lease from KEYS[2].  Returns 1, or 0 if it was not being processed.
+-- Mark `item` done: drop it from the processing list and its lease.
+-- Returns 1, or 0 if it was not being processed.
+--@keys processing leases
+--@args item
 redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('LREM', KEYS[1], 1, ARGV[1])
 
 --@function requeue_expired
--- Move items whose lease in KEYS[3] has run out from processing list KEYS[2]
--- back to the front of pending list KEYS[1], at most ARGV[1] of them (default
--- 100), so they are claimed next.  Returns how many were requeued.
+-- Move items whose lease has run out from the processing list back to the
+-- front of the pending list, at most `limit` of them (default 100), so they
+-- are claimed next.  Returns how many were requeued.
+--@keys pending processing leases
+--@args limit?
 local limit = tonumber(ARGV[1] or 100)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms(), 'LIMIT', 0, limit)
 local requeued = 0

@@ -31,9 +31,11 @@ local function level(key, capacity, rate, now)
 end
 
 --@function allow
--- Take ARGV[3] tokens (default 1) from bucket KEYS[1] of capacity ARGV[1],
--- refilled at ARGV[2] tokens per second.  Returns 1 if they were taken,
--- 0 if the bucket holds too few (then nothing is taken).
+-- Take `cost` tokens (default 1) from `bucket`, which holds at most `capacity`
+-- tokens and refills at `rate` tokens per second.  Returns 1 if they were
+-- taken, 0 if the bucket holds too few (then nothing is taken).
+--@keys bucket
+--@args capacity rate cost?
 local capacity, rate = params(ARGV)
 local cost = tonumber(ARGV[3] or 1)
 local now = now_ms()
@@ -47,7 +49,10 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1)
 return allowed and 1 or 0
 
 --@function remaining
--- Whole tokens left in bucket KEYS[1] (capacity ARGV[1], ARGV[2] per second),
--- without taking any.
+-- Whole tokens left in `bucket`, without taking any: read-only, so it runs
+-- with EVALSHA_RO and may run on a replica.
+--@keys bucket
+--@args capacity rate
+--@readonly
 local capacity, rate = params(ARGV)
 return math.floor(level(KEYS[1], capacity, rate, now_ms()))

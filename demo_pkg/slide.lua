@@ -1,8 +1,10 @@
--- Sliding-window log limiter: at most ARGV[2] requests in any ARGV[1] ms.
+-- Sliding-window log limiter: at most `limit` requests in any `window_ms`.
 --
--- KEYS[1] is a sorted set of recent requests scored by time in microseconds.
+-- `log` is a sorted set of recent requests scored by time in microseconds.
 -- Returns {allowed (1 or 0), requests in the window, ms until the next free slot}.
--- A single script: call the module itself, demo_pkg.slide(client, keys, args).
+-- A single script: call the module itself, demo_pkg.slide(client, log=..., ...).
+--@keys log
+--@args window_ms limit
 
 local window_us = tonumber(ARGV[1]) * 1000
 local limit = tonumber(ARGV[2])

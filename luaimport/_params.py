@@ -9,6 +9,7 @@ declarations never come here: their calls keep the plain path.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -57,13 +58,17 @@ class Declared:
             missing: list[str] = []
             keys = self._take(self.keys, "keys", keys, named, missing)
             args = self._take(self.args, "args", args, named, missing)
+            problems = []
             if missing:
-                raise LuaArgumentError(f"{self.function}() missing {' and '.join(missing)}")
+                problems.append(f"missing {' and '.join(missing)}")
             if named:
-                raise LuaArgumentError(
-                    f"{self.function}() got unexpected {_plural(len(named), 'keyword argument')} "
-                    f"{', '.join(map(repr, named))} (declared: {self._declared()})"
+                problems.append(
+                    f"got unexpected {_plural(len(named), 'keyword argument')} "
+                    + ", ".join(self._suggest(name) for name in named)
                 )
+            if problems:
+                declared = f" (declared: {self._declared()})" if named else ""
+                raise LuaArgumentError(f"{self.function}() {'; '.join(problems)}{declared}")
         tail = arguments(self.function, keys, args)
         self._count(self.keys, "keys", tail[0])
         self._count(self.args, "args", len(tail) - 1 - tail[0])
@@ -118,6 +123,12 @@ class Declared:
         else:
             expected = f"{params.minimum} to {maximum}"
         raise LuaArgumentError(f"{self.function}() takes {expected} {what} ({_written(params)}), got {count}")
+
+    def _suggest(self, name: str) -> str:
+        """``name`` quoted, with the declared name it was probably meant to be."""
+        declared = [n for p in (self.keys, self.args) if p for n in p.names]
+        close = difflib.get_close_matches(name, declared, n=1)
+        return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
     def _declared(self) -> str:
         parts = [f"{what} {_written(p)}" for what, p in (("keys", self.keys), ("args", self.args)) if p]

@@ -77,6 +77,16 @@ class LuaFunction:
         return self.linked.line_map
 
     @property
+    def flags(self) -> tuple[str, ...] | None:
+        """The script flags of its ``#!lua`` line (``--@readonly``, ``--@flags``); ``None``: no such line."""
+        return self._target.section.flags
+
+    @property
+    def readonly(self) -> bool:
+        """Declared ``--@readonly``: called with EVALSHA_RO, so replicas may serve it."""
+        return self._target.section.readonly
+
+    @property
     def filename(self) -> str:
         return self._target.unit.source.filename
 

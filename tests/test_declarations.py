@@ -109,10 +109,15 @@ def test_keyword_calls_on_every_client_kind(runner: Runner) -> None:
     ("call", "message"),
     [
         (lambda m, c: m.move(c, src="a", amount=1), r"decl\.moves\.move\(\) missing key 'dst'$"),
-        (lambda m, c: m.move(c, src="a"), r"missing key 'dst' and arg 'amount'"),
+        (lambda m, c: m.move(c, src="a"), r"missing key 'dst' and arg 'amount'$"),
+        (
+            lambda m, c: m.move(c, src="a", dts="b", amount=1),
+            r"move\(\) missing key 'dst'; got unexpected keyword argument 'dts' \(did you mean 'dst'\?\)",
+        ),
         (
             lambda m, c: m.move(c, src="a", dst="b", amount=1, ttl=5, tll=5),
-            r"unexpected keyword argument 'tll' \(declared: keys src dst; args amount ttl\?\)",
+            r"unexpected keyword argument 'tll' \(did you mean 'ttl'\?\) "
+            r"\(declared: keys src dst; args amount ttl\?\)",
         ),
         (lambda m, c: m.move(c, ["a"], [1]), r"move\(\) takes 2 keys \(src dst\), got 1"),
         (lambda m, c: m.move(c, ["a", "b"], []), r"move\(\) takes 1 to 2 args \(amount ttl\?\), got 0"),

@@ -147,6 +147,8 @@ def test_a_call_heals_when_redis_8_evicts_a_script_first_sent_by_eval(
         assert single(client, ["n"], [1]) == 2  # NOSCRIPT, healed
     _evict_eval_scripts(client)
     assert client.script_exists(single.sha) == [True]  # loaded after its eviction: kept, on every server
+
+
 def test_a_heal_loads_then_runs_the_script_by_its_text(client: redis.Redis) -> None:
     import lipkg.single as single
 
