@@ -1,0 +1,192 @@
+"""Security: module names never become paths."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import luaimport
+from luaimport import LuaModule
+from luaimport._importer import LuaFinder
+
+# --- 1. Module names cannot escape package paths -------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, import_state: Path) -> Path:
+    """``root/`` on sys.path holding package ``pkg``, and ``outside/secret.lua`` off every path.
+
+    Next to the one good module, ``pkg`` holds files that only a crafted name could reach.
+    """
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    pkg = root / "pkg"
+    (pkg / "data-files").mkdir(parents=True)
+    outside.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "good.lua").write_text("--@function f\nreturn 'good'\n")
+    (outside / "secret.lua").write_text("--@function f\nreturn 'secret'\n")
+    (pkg / ".lua").write_text("--@function f\nreturn 'hidden'\n")
+    (pkg / "my-mod.lua").write_text("--@function f\nreturn 'hyphen'\n")
+    (pkg / "data-files" / "secret.lua").write_text("--@function f\nreturn 'data'\n")
+    if os.name == "posix":  # a backslash is a file name character here, a separator on Windows
+        (pkg / "sub\\secret.lua").write_text("--@function f\nreturn 'backslash'\n")
+    monkeypatch.syspath_prepend(str(root))
+    return tmp_path
+
+
+def _crafted_names(tree: Path) -> list[str]:
+    secret = str(tree / "outside" / "secret")
+    names = [
+        secret,  # a top-level name that is an absolute path
+        "pkg." + secret,  # an absolute path as the last part of a submodule
+        "pkg.",  # an empty last part: pkg/.lua
+        "pkg.my-mod",  # not an identifier: pkg/my-mod.lua
+        "pkg.data-files/secret",  # a slash: a file in a directory that is no package
+    ]
+    if os.name == "posix":
+        names.append("pkg.sub\\secret")
+    return names
+
+
+def _joined_path(tree: Path, name: str) -> Path:
+    """The file the finder's ``os.path.join(entry, leaf + '.lua')`` names when nothing checks ``name``."""
+    parent, _, leaf = name.rpartition(".")
+    entry = tree / "root" / parent.replace(".", os.sep) if parent else tree / "root"
+    return Path(os.path.join(entry, leaf + ".lua"))
+
+
+def test_crafted_names_would_reach_real_files_without_the_check(tree: Path) -> None:
+    """The names below are real attacks: joined unchecked, each names an existing .lua file."""
+    for name in _crafted_names(tree):
+        assert _joined_path(tree, name).is_file(), name
+    assert _joined_path(tree, str(tree / "outside" / "secret")) == tree / "outside" / "secret.lua"
+
+
+def test_a_crafted_name_cannot_import_a_file(tree: Path) -> None:
+    for name in _crafted_names(tree):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(name)
+        assert name not in sys.modules
+    planted = {str(_joined_path(tree, name)) for name in _crafted_names(tree)}
+    assert not [m for m in list(sys.modules.values()) if getattr(m, "__file__", None) in planted]
+
+
+def test_a_crafted_name_finds_no_spec(tree: Path) -> None:
+    for name in _crafted_names(tree):
+        assert importlib.util.find_spec(name) is None, name
+
+
+def test_identifier_names_still_import_including_non_ascii(tree: Path) -> None:
+    (tree / "root" / "pkg" / "modulé.lua").write_text("--@function f\nreturn 'unicode'\n")
+    import pkg.good as good
+
+    assert isinstance(good, LuaModule)
+    assert importlib.import_module("pkg.modulé").__file__ == str(tree / "root" / "pkg" / "modulé.lua")
+
+
+HOSTILE_NAMES = [
+    "",
+    ".",
+    "..",
+    "../../etc/x",
+    "pkg.../../etc/x",
+    "/etc/passwd",
+    "pkg./etc/passwd",
+    "pkg..good",
+    "pkg.",
+    ".pkg",
+    "pkg.go\0od",
+    "\0",
+    "pkg.x\\y",
+    "C:\\Windows\\x",
+    "pkg.x/y",
+    "pkg. good",
+    "pkg.good ",
+    "pkg.1x",
+    "pkg.my-mod",
+    "pkg.a:b",
+    "pkg.~",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_the_finder_refuses_a_name_that_is_not_dotted_identifiers(tree: Path, name: str) -> None:
+    pkg_path = [str(tree / "root" / "pkg")]
+    assert LuaFinder().find_spec(name, pkg_path) is None
+    assert LuaFinder().find_spec(name) is None
+
+
+@pytest.mark.parametrize("name", [None, b"pkg.good", 7])
+def test_the_finder_returns_none_for_a_name_that_is_not_a_string(tree: Path, name: Any) -> None:
+    assert LuaFinder().find_spec(name) is None
+
+
+class _WatchedPath(list[str]):
+    """A package ``__path__`` that records whether anyone looked at its entries."""
+
+    looked = False
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).looked = True
+        return super().__iter__()
+
+    def __getitem__(self, index: Any) -> Any:
+        type(self).looked = True
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("name", ["pkg./etc/passwd", "pkg.", "pkg.go\0od", "pkg.my-mod"])
+def test_a_refused_name_is_refused_before_any_path_entry_is_looked_at(tree: Path, name: str) -> None:
+    _WatchedPath.looked = False
+    assert LuaFinder().find_spec(name, _WatchedPath([str(tree / "root" / "pkg")])) is None
+    assert not _WatchedPath.looked
+    assert LuaFinder().find_spec("pkg.good", _WatchedPath([str(tree / "root" / "pkg")])) is not None
+    assert _WatchedPath.looked
+
+
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [
+        ("", ""),
+        ("a..b", ""),
+        ("a.", ""),
+        ("../x", ""),
+        ("a/b", "a/b"),
+        ("/etc/passwd", "/etc/passwd"),
+        ("a\\b", "a\\b"),
+        ("x\0y", "x\0y"),
+        ("line\nbreak", "line\nbreak"),
+        ("a b", "a b"),
+        ("my-mod", "my-mod"),
+        ("pkg.1x", "1x"),
+    ],
+)
+def test_loads_rejects_a_name_that_is_not_dotted_identifiers(name: str, part: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        luaimport.loads("--@function f\nreturn 1\n", name)
+    message = str(caught.value)
+    assert message.startswith(f"luaimport.loads(): module name {name!r} has ")
+    if part:
+        assert f"the part {part!r}, which is not a Python identifier" in message
+    else:
+        assert "an empty part" in message
+    assert "\0" not in message and "\n" not in message  # repr()'d: nothing raw reaches a log line
+
+
+def test_loads_rejects_a_name_that_is_not_a_string() -> None:
+    with pytest.raises(TypeError, match="module name must be a str, not bytes"):
+        luaimport.loads("--@function f\nreturn 1\n", b"mod")  # type: ignore[arg-type]
+
+
+def test_loads_accepts_dotted_identifiers() -> None:
+    for name in ("mod", "pkg.sub.mod", "_private", "modulé"):
+        module = luaimport.loads("--@function f\nreturn 1\n", name)
+        assert module.__name__ == name
+        assert module.__file__ == f"<luaimport {name}>"
