@@ -1,7 +1,11 @@
-"""Security: module names never become paths."""
+"""Security: module names never become paths, arguments never become code.
+
+Every server test runs on a real server (the ``client`` fixture).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import luaimport
 from luaimport import LuaModule
@@ -190,3 +195,130 @@ def test_loads_accepts_dotted_identifiers() -> None:
         module = luaimport.loads("--@function f\nreturn 1\n", name)
         assert module.__name__ == name
         assert module.__file__ == f"<luaimport {name}>"
+
+
+# --- 2. Arguments are data: no script text is ever built from them ---------------------------------
+
+ECHO = """\
+--@function echo
+return {KEYS, ARGV}
+
+--@function echo_via_call
+return CALL.echo(KEYS, ARGV)
+"""
+
+HOSTILE_VALUES: list[str | bytes] = [
+    "]]; redis.call('SET','pwned','1') --",
+    "]]",
+    "]==]",
+    "[[",
+    "[==[",
+    "'; redis.call('SET','pwned','1') --",
+    '"); redis.call("SET", "pwned", "1") --',
+    "\nredis.call('SET','pwned','1')\n",
+    "--@function x",
+    "\n--@function x\nredis.call('SET','pwned','1')\n",
+    "CALL.x",
+    "CALL['pkg.mod.f']({}, {})",
+    "return CALL[1](KEYS, ARGV)",
+    "a\0b",
+    "\0",
+    b"\xff\xfe\x80\xc3(",
+    "%s %d {} \\",
+]
+
+
+def _wire(values: list[str | bytes]) -> list[bytes]:
+    """What the server holds for ``values``: redis-py sends a str as UTF-8."""
+    return [v.encode() if isinstance(v, str) else v for v in values]
+
+
+def _assert_nothing_written(client: redis.Redis) -> None:
+    assert client.exists("pwned") == 0
+    assert client.dbsize() == 0
+
+
+def test_arguments_holding_lua_code_come_back_as_data(client: redis.Redis) -> None:
+    echo = luaimport.loads(ECHO, "sec_echo")
+    keys, args = HOSTILE_VALUES[::-1], HOSTILE_VALUES
+    assert echo.echo(client, keys, args) == [_wire(keys), _wire(args)]
+    _assert_nothing_written(client)
+
+
+def test_arguments_passed_on_by_a_call_stay_data(client: redis.Redis) -> None:
+    echo = luaimport.loads(ECHO, "sec_echo")
+    assert echo.echo_via_call(client, HOSTILE_VALUES, HOSTILE_VALUES) == [
+        _wire(HOSTILE_VALUES),
+        _wire(HOSTILE_VALUES),
+    ]
+    _assert_nothing_written(client)
+
+
+def test_arguments_queued_on_a_pipeline_stay_data(client: redis.Redis) -> None:
+    echo = luaimport.loads(ECHO, "sec_echo")
+    with client.pipeline() as pipe:
+        echo.echo(pipe, HOSTILE_VALUES, HOSTILE_VALUES)
+        echo.echo_via_call(pipe, [], HOSTILE_VALUES)
+        assert pipe.execute() == [[_wire(HOSTILE_VALUES), _wire(HOSTILE_VALUES)], [[], _wire(HOSTILE_VALUES)]]
+    _assert_nothing_written(client)
+
+
+def test_the_script_text_never_depends_on_arguments(client: redis.Redis) -> None:
+    echo = luaimport.loads(ECHO, "sec_echo")
+    script, sha = echo.echo.script, echo.echo.sha
+    assert sha == hashlib.sha1(script.encode()).hexdigest()
+    for value in HOSTILE_VALUES:
+        client.script_flush()  # every call loads the script (SCRIPT LOAD, then EVALSHA again)
+        assert echo.echo(client, [value], [value]) == [_wire([value]), _wire([value])]
+        assert client.info("memory")["number_of_cached_scripts"] == 1
+        assert client.script_exists(sha) == [True]
+    assert (echo.echo.script, echo.echo.sha) == (script, sha)
+    for value in HOSTILE_VALUES:
+        assert (value.encode() if isinstance(value, str) else value) not in script.encode()
+    _assert_nothing_written(client)
+
+
+# --- 4. Argument round trips at size -----------------------------------------------------------------
+
+SIZES = """\
+--@function echo
+return {KEYS, ARGV}
+
+--@function lengths
+-- The byte length of every key and argument, as the server holds them.
+local n = {}
+for i = 1, #KEYS do n[#n + 1] = #KEYS[i] end
+for i = 1, #ARGV do n[#n + 1] = #ARGV[i] end
+return n
+"""
+
+
+@pytest.fixture
+def sizes() -> LuaModule:
+    return luaimport.loads(SIZES, "sec_sizes")
+
+
+def test_every_byte_value_round_trips_as_keys_and_arguments(client: redis.Redis, sizes: LuaModule) -> None:
+    every = bytes(range(256))
+    singles = [bytes([b]) for b in range(256)]
+    assert sizes.echo(client, [every], singles) == [[every], singles]
+    assert sizes.lengths(client, [every], singles) == [256] + [1] * 256
+
+
+def test_empty_strings_round_trip(client: redis.Redis, sizes: LuaModule) -> None:
+    assert sizes.echo(client, ["", b""], ["", b"", ""]) == [[b"", b""], [b"", b"", b""]]
+    assert sizes.lengths(client, [""], ["", b""]) == [0, 0, 0]
+
+
+def test_a_one_megabyte_value_round_trips(client: redis.Redis, sizes: LuaModule) -> None:
+    value = bytes(range(256)) * 4096
+    assert len(value) == 1 << 20
+    assert sizes.echo(client, [], [value]) == [[], [value]]
+    assert sizes.lengths(client, [], [value]) == [1 << 20]
+
+
+def test_ten_thousand_keys_and_arguments_round_trip_in_order(client: redis.Redis, sizes: LuaModule) -> None:
+    keys = [f"key:{i}".encode() for i in range(10_000)]
+    args = [i.to_bytes(2, "big") + b"\xff" for i in range(10_000)]
+    assert sizes.echo(client, keys, args) == [keys, args]
+    assert len(sizes.lengths(client, keys, args)) == 20_000
