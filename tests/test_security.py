@@ -1,4 +1,4 @@
-"""Security: module names never become paths, arguments never become code.
+"""Security: module names never become paths, arguments never become code, Redis holds nothing of ours.
 
 Every server test runs on a real server (the ``client`` fixture).
 """
@@ -276,6 +276,64 @@ def test_the_script_text_never_depends_on_arguments(client: redis.Redis) -> None
     for value in HOSTILE_VALUES:
         assert (value.encode() if isinstance(value, str) else value) not in script.encode()
     _assert_nothing_written(client)
+
+
+# --- 3. Nothing luaimport needs lives in a writable key ----------------------------------------------
+
+
+@pytest.fixture
+def writers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, import_state: Path) -> Path:
+    """Package ``kspkg``: ``orders`` writes a key and CALLs ``tally`` in another module, which writes one."""
+    pkg = tmp_path / "kspkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tally.lua").write_text(
+        "--@function bump\nreturn redis.call('INCR', KEYS[1])\n"
+        "--@function read\nreturn redis.call('GET', KEYS[1])\n"
+    )
+    (pkg / "orders.lua").write_text(
+        "--@function place\n"
+        "redis.call('SET', KEYS[1], ARGV[1])\n"
+        "return CALL.kspkg.tally.bump({KEYS[2]}, {})\n"
+        "--@function count\n"
+        "return CALL.kspkg.tally.read({KEYS[1]}, {})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return pkg
+
+
+def _all_keys(client: redis.Redis) -> set[bytes]:
+    return set(client.scan_iter(count=1000))
+
+
+def test_imports_binds_and_read_only_calls_write_no_key(client: redis.Redis, writers: Path) -> None:
+    client.flushall()
+    import kspkg.orders as orders
+    import kspkg.tally as tally
+
+    assert len(luaimport.bind(client)) == 4
+    assert orders.count(client, ["{o}:n"]) is None
+    client.script_flush()
+    assert tally.read(client, ["{o}:n"]) is None  # after a heal too
+    assert client.dbsize() == 0
+    assert client.info("keyspace") == {}  # no key in any database
+
+
+def test_the_keyspace_holds_only_the_keys_the_scripts_wrote(client: redis.Redis, writers: Path) -> None:
+    client.flushall()
+    import kspkg.orders as orders
+
+    luaimport.bind(client)
+    assert orders.place(client, ["{o}:1", "{o}:n"], ["first"]) == 1
+    client.script_flush()  # the next call loads its script again: still nothing but script keys
+    assert orders.place(client, ["{o}:2", "{o}:n"], ["second"]) == 2
+    with client.pipeline() as pipe:
+        orders.place(pipe, ["{o}:3", "{o}:n"], ["third"])
+        orders.count(pipe, ["{o}:n"])
+        assert pipe.execute() == [3, b"3"]
+    assert _all_keys(client) == {b"{o}:1", b"{o}:2", b"{o}:3", b"{o}:n"}
+    assert client.dbsize() == 4
+    assert list(client.info("keyspace")) == ["db0"]
 
 
 # --- 4. Argument round trips at size -----------------------------------------------------------------
