@@ -192,12 +192,36 @@ class _ImportTransaction:
                     del sys.modules[name]
 
 
+def _is_module_name(name: object) -> bool:
+    """Whether every dotted part of ``name`` is a Python identifier: no path can be made of it."""
+    return type(name) is str and all(part.isidentifier() for part in name.split("."))
+
+
+def _module_name_problem(name: str) -> str | None:
+    """What makes ``name`` no module name (for error messages), or None."""
+    for part in name.split("."):
+        if not part.isidentifier():
+            what = "an empty part" if not part else f"the part {part!r}, which is not a Python identifier"
+            return f"module name {name!r} has {what}; a module name is dotted identifiers, like 'pkg.mod'"
+    return None
+
+
 class LuaFinder(importlib.abc.MetaPathFinder):
-    """Finds ``NAME.lua`` on ``sys.path`` or a package's ``__path__``."""
+    """Finds ``NAME.lua`` on ``sys.path`` or a package's ``__path__``.
+
+    Only names made of Python identifiers are looked up: the last part becomes
+    a file name, so a name holding ``/``, ``\\``, NUL, an empty part or a
+    whole absolute path (``pkg./etc/x``) must never reach ``os.path.join``.
+    Any other name is refused with ``None`` before the filesystem is touched,
+    leaving it to the finders after this one, as a finder does for a name
+    that is not its own.
+    """
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
     ) -> ModuleSpec | None:
+        if not _is_module_name(fullname):
+            return None
         spec = PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
             return spec
@@ -261,8 +285,15 @@ def loads(source: str | bytes, name: str, filename: str | None = None) -> LuaMod
 
     The module is not put in ``sys.modules``; its ``CALL``\\ s may name file
     modules (imported as usual), and its lines appear in tracebacks under
-    ``filename`` (default ``<luaimport NAME>``).
+    ``filename`` (default ``<luaimport NAME>``).  ``name`` must be dotted
+    Python identifiers, as an imported module's is (it appears in error
+    messages, tracebacks and ``CALL`` targets): anything else is a ``ValueError``.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"luaimport.loads(): the module name must be a str, not {type(name).__name__}")
+    problem = _module_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"luaimport.loads(): {problem}")
     module = LuaModule(name)
     module.__file__ = filename or f"<luaimport {name}>"
     with _ImportTransaction():
