@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._importer import LuaModule, install, installed, loads, lua_functions, lua_modules, uninstall
 from ._runtime import LuaFunction
+from ._stubs import write_stubs
 
 __all__ = [
     "LuaArgumentError",
@@ -40,6 +41,7 @@ __all__ = [
     "installed",
     "loads",
     "uninstall",
+    "write_stubs",
 ]
 
 

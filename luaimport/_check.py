@@ -8,12 +8,11 @@ lupa is an optional extra: ``pip install 'luaimport[check]'``.
 from __future__ import annotations
 
 import importlib
-import os
 import types
 from typing import Any
 
 from ._errors import LuaLinkError, LuaSyntaxError
-from ._importer import LuaModule, lua_functions
+from ._importer import LuaModule, lua_functions, lua_module_names
 from ._protocol import compile_error
 
 
@@ -63,7 +62,7 @@ def _modules(
         if isinstance(target, LuaModule):
             modules.append(target)
             continue
-        for name in _lua_module_names(target):
+        for name in lua_module_names(target):
             try:
                 module = importlib.import_module(name)
             except (LuaSyntaxError, LuaLinkError) as exc:
@@ -72,20 +71,3 @@ def _modules(
                 if isinstance(module, LuaModule):
                     modules.append(module)
     return modules
-
-
-def _lua_module_names(package: types.ModuleType) -> list[str]:
-    """Names of the ``.lua`` files under a package's directories (``pkgutil`` cannot see them)."""
-    paths = getattr(package, "__path__", None)
-    if paths is None:
-        raise TypeError(f"{package.__name__!r} is neither a Lua module nor a package")
-    names: list[str] = []
-    for root in paths:
-        for directory, subdirs, files in os.walk(root):
-            subdirs[:] = sorted(d for d in subdirs if d.isidentifier())
-            prefix = os.path.relpath(directory, root).replace(os.sep, ".")
-            base = package.__name__ if prefix == "." else f"{package.__name__}.{prefix}"
-            names.extend(
-                f"{base}.{f[:-4]}" for f in sorted(files) if f.endswith(".lua") and f[:-4].isidentifier()
-            )
-    return names

@@ -79,6 +79,23 @@ def lua_modules() -> list[LuaModule]:
     return [m for m in list(sys.modules.values()) if isinstance(m, LuaModule)]
 
 
+def lua_module_names(package: types.ModuleType) -> list[str]:
+    """Names of the ``.lua`` files under a package's directories (``pkgutil`` cannot see them)."""
+    paths = getattr(package, "__path__", None)
+    if paths is None:
+        raise TypeError(f"{package.__name__!r} is neither a Lua module nor a package")
+    names: list[str] = []
+    for root in paths:
+        for directory, subdirs, files in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if d.isidentifier())
+            prefix = os.path.relpath(directory, root).replace(os.sep, ".")
+            base = package.__name__ if prefix == "." else f"{package.__name__}.{prefix}"
+            names.extend(
+                f"{base}.{f[:-4]}" for f in sorted(files) if f.endswith(".lua") and f[:-4].isidentifier()
+            )
+    return names
+
+
 def resolve_module(name: str) -> Unit:
     """A :data:`_linker.Resolver` over the import system: imports ``name`` if needed."""
     module = sys.modules.get(name)
