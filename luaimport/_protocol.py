@@ -44,8 +44,11 @@ _COMPILING = re.compile(r"Error compiling script \(new function\): |error loadin
 _POSITION = re.compile(r'(?:@?user_script: ?|\[string "[^"]*"\]:)(\d+): ')
 _STACK = re.compile(r"\nstack traceback:\n.*\Z", re.DOTALL)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
-#: Servers without script flags do not know the read-only commands.
-_UNKNOWN_RO = re.compile(r"(?i)unknown command [`'](?:evalsha_ro|eval_ro)[`']")
+#: Servers without script flags do not know the read-only commands (and cluster clients,
+#: which ask the server where a command's keys are, say so before sending it).
+_UNKNOWN_RO = re.compile(
+    r"(?i)unknown command [`'](?:evalsha_ro|eval_ro)[`']|(?:evalsha_ro|eval_ro) command doesn't exist in"
+)
 
 _SCALARS = (str, bytes, int, float)
 _EXACT = frozenset(_SCALARS)
@@ -308,7 +311,15 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Proto
     except BaseException:  # a cancelled or timed-out execute too
         yield RESET  # as the pipeline's own execute does whatever happens: nothing stays queued
         raise
-    replies = list((yield EXECUTE))
+    try:
+        replies = list((yield EXECUTE))
+    except Exception as exc:
+        # a transaction that failed while queueing raises its first error; a server without the
+        # *_RO commands whose SCRIPT LOAD does not compile (fakeredis) gets this far with read-only calls
+        readonly = next((linked for _, linked in calls if linked.readonly), None)
+        if readonly is None or not _UNKNOWN_RO.search(str(exc)):
+            raise
+        raise _flags_unsupported(readonly, exc) from None
     for position, linked in calls:
         reply = replies[position]
         if _cache_miss(reply):

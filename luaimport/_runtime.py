@@ -379,12 +379,14 @@ class _ClusterEverywhere(_ClusterTransport):
     __slots__ = ()
 
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
-        nodes = list(primaries)
-        if getattr(self.client, "read_from_replicas", False) or getattr(
-            self.client, "load_balancing_strategy", None
-        ):
-            nodes += self.client.get_replicas()
-        return self.execute(*command, target_nodes=nodes)
+        return self.execute(*command, target_nodes=_with_replicas(self.client, primaries))
+
+
+def _with_replicas(client: Any, nodes: list[Any]) -> list[Any]:
+    """``nodes``, and the replicas too when ``client`` may send read-only calls there."""
+    if getattr(client, "read_from_replicas", False) or getattr(client, "load_balancing_strategy", None):
+        return [*nodes, *client.get_replicas()]
+    return nodes
 
 
 #: The commands that run a script: routed by their keys, like the call itself.
@@ -396,9 +398,9 @@ class _KeyedCall(_ClusterTransport):
 
     Which node answered is not known, so a heal's ``SCRIPT LOAD`` goes to
     every primary (and the slot's owner, which redis-py 7.1's asyncio client
-    can leave out of its primaries), and its ``EVAL`` where the keys live:
-    the miss heals wherever the call landed, even on the importing node of a
-    migrating slot.
+    can leave out of its primaries, and the replicas when read-only calls may
+    go there), and its ``EVAL`` where the keys live: the miss heals wherever
+    the call landed, even on the importing node of a migrating slot.
     """
 
     __slots__ = ("key",)
@@ -415,7 +417,7 @@ class _KeyedCall(_ClusterTransport):
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
         owner = self.client.get_node_from_key(self.key)
         nodes = primaries if owner in primaries else [*primaries, owner]
-        return self.execute(*command, target_nodes=nodes)
+        return self.execute(*command, target_nodes=_with_replicas(self.client, nodes))
 
 
 class _OnePrimary(_ClusterTransport):
@@ -482,7 +484,11 @@ class _PipelineCalls:
     def queue(self, linked: Linked, tail: _protocol.Command) -> Any:
         pipe = self._pipe()
         position = len(pipe)
-        queued = pipe.execute_command("EVALSHA", linked.sha, *tail)
+        command = _protocol.evalsha(linked, tail)
+        if self.kind.cluster and not tail[0]:
+            # redis-py sends a keyless EVALSHA to any primary, but cannot route a keyless EVALSHA_RO
+            command = ("EVALSHA", *command[1:])
+        queued = pipe.execute_command(*command)
         self.calls.append((position, linked))
         self.queued_on = pipe
         return queued
@@ -506,6 +512,8 @@ class _PipelineCalls:
         if not calls:
             return execute(pipe, raise_on_error, *args, **kwargs)
         immediate = _immediate(pipe, self.kind)
+        if self.kind.cluster:  # load where the calls may run: every primary, and replicas for reads
+            immediate = _ClusterEverywhere(_cluster_of(pipe), immediate)
 
         def send(*command: Any) -> Any:
             if command == _protocol.EXECUTE:
