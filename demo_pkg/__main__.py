@@ -101,7 +101,7 @@ def main() -> int:
         except TypeError as exc:
             show("counters.incr(countr=hits)", f"{type(exc).__name__}: {exc}")
 
-        print("pipeline (one SCRIPT EXISTS, then one round trip; errors stay in their place):")
+        print("pipeline (its scripts loaded inside it: one round trip; errors stay in their place):")
         with client.pipeline() as pipe:
             counters.incr(pipe, [hits], [10])
             counters.incr(pipe, [hits], ["lots"])

@@ -27,9 +27,11 @@ Command = tuple[Any, ...]
 Step = Command | list[Command]
 Protocol = Generator[Step, Any, T]
 
-#: The step at which a pipeline protocol hands over to the pipeline's own ``execute``;
-#: the reply is its list of results, errors included as values.
-EXECUTE: Command = ("<execute the pipeline>",)
+#: The step at which a pipeline protocol hands over to the pipeline's own ``execute``:
+#: ``(EXECUTE, loads)``, where ``loads`` are (position, script) pairs, each a ``SCRIPT LOAD``
+#: to put into the pipeline before the command at that position.  The reply is the list of
+#: results of every command run, those loads included, errors included as values.
+EXECUTE = "<execute the pipeline>"
 #: The step that empties a pipeline and hands its connection back to the pool.
 RESET: Command = ("<reset the pipeline>",)
 
@@ -291,38 +293,64 @@ def _syntax_error(linked: Linked, text: str, origin: Origin | None) -> LuaSyntax
     )
 
 
-def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool) -> Protocol[list[Any]]:
+def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload: bool) -> Protocol[list[Any]]:
     """Execute a pipeline holding luaimport calls: load what they need, run it once, map their errors.
 
-    ``calls`` are (position in the pipeline, script) pairs.  One ``SCRIPT
-    EXISTS`` covers every script; only the missing ones are loaded.  The
-    pipeline then runs exactly once: a script that is gone by then (flushed
-    in between) is reported as :class:`LuaNotLoadedError`, never retried,
-    since the pipeline's other commands have already run.
+    ``calls`` are (position in the pipeline, script) pairs.  The pipeline
+    carries its own loads: a ``SCRIPT LOAD`` goes in right before the first
+    call of each script, so there is no extra round trip, and inside MULTI
+    the load and the calls are atomic: no flush or eviction can come between
+    them.  A server that has the script does not compile it again.  Where a
+    pipeline cannot carry them (``preload``: a cluster pipeline, which routes
+    every command by key), one ``SCRIPT EXISTS`` covers every script and only
+    the missing ones are loaded, before.  The pipeline then runs exactly
+    once: a script that is gone when its call runs (flushed in between) is
+    reported as :class:`LuaNotLoadedError`, never retried, since the
+    pipeline's other commands have already run.
     """
-    scripts = list({linked.sha: linked for _, linked in calls}.values())
+    firsts: dict[str, tuple[int, Linked]] = {}
+    for position, linked in calls:
+        firsts.setdefault(linked.sha, (position, linked))
+    loads = [] if preload else list(firsts.values())  # in the order of the pipeline
+    if preload:
+        scripts = [linked for _, linked in firsts.values()]
+        try:
+            present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
+            missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
+            if missing:
+                yield from load_all(missing)
+        except GeneratorExit:
+            raise
+        except BaseException:  # a cancelled or timed-out execute too
+            yield RESET  # as the pipeline's own execute does whatever happens: nothing stays queued
+            raise
     try:
-        present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
-        missing = [linked for linked, there in zip(scripts, present, strict=True) if not there]
-        if missing:
-            yield from load_all(missing)
+        ran = list((yield (EXECUTE, tuple(loads))))
     except GeneratorExit:
         raise
-    except BaseException:  # a cancelled or timed-out execute too
-        yield RESET  # as the pipeline's own execute does whatever happens: nothing stays queued
-        raise
-    try:
-        replies = list((yield EXECUTE))
-    except Exception as exc:
+    except BaseException as exc:
+        # Once it holds a connection, the pipeline's own execute resets it whatever happens; a
+        # failure before that (no connection, a cancel) would leave the loads among its commands.
+        yield RESET
         # a transaction that failed while queueing raises its first error; a server without the
         # *_RO commands whose SCRIPT LOAD does not compile (fakeredis) gets this far with read-only calls
         readonly = next((linked for _, linked in calls if linked.readonly), None)
-        if readonly is None or not _UNKNOWN_RO.search(str(exc)):
+        if readonly is None or not isinstance(exc, Exception) or not _UNKNOWN_RO.search(str(exc)):
             raise
         raise _flags_unsupported(readonly, exc) from None
+    # load i ran at its call's position + i: popped in order, each is at its call's position
+    failed = {}
+    for position, linked in loads:
+        reply = ran.pop(position)
+        if isinstance(reply, Exception):
+            failed[linked.sha] = map_error(linked, reply)
+        del reply
+    replies = ran
     for position, linked in calls:
         reply = replies[position]
-        if _cache_miss(reply):
+        if _cache_miss(reply) and linked.sha in failed:  # did not load: its own error, once per call
+            replies[position] = failed[linked.sha]
+        elif _cache_miss(reply):
             replies[position] = native(LuaNotLoadedError, type(reply))(
                 f"{linked.qualname}: the script was missing from the server's cache when the pipeline ran "
                 "(SCRIPT FLUSH, a restart or a failover after it was loaded); it did not run, and the "

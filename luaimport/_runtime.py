@@ -454,8 +454,10 @@ class _PipelineCalls:
     Installed on the pipeline instance the first time a call is queued:
     ``pipe.execute``, ``pipe.reset`` and ``pipe.discard`` are wrapped (the
     pipeline class's own methods still do all the work), so ``pipe.execute()``
-    loads the missing scripts first and returns their errors located in the
-    ``.lua`` files.  The pipeline is held strongly only while calls are queued
+    puts a ``SCRIPT LOAD`` before the first call of each script (only while
+    it runs: ``len(pipe)`` and the results are the user's commands alone), or
+    on a cluster loads the missing scripts first, and returns their errors
+    located in the ``.lua`` files.  The pipeline is held strongly only while calls are queued
     (so ``fn(client.pipeline()).execute()`` works) and weakly otherwise, so
     once it has run it is freed, and its connection released, by reference
     counting alone.
@@ -516,11 +518,14 @@ class _PipelineCalls:
             immediate = _ClusterEverywhere(_cluster_of(pipe), immediate)
 
         def send(*command: Any) -> Any:
-            if command == _protocol.EXECUTE:
+            if command[0] == _protocol.EXECUTE:
+                for position, linked in reversed(command[1]):  # none in a cluster pipeline
+                    # (args, options) pairs, in every redis-py style pipeline that is not a cluster's
+                    pipe.command_stack.insert(position, (("SCRIPT LOAD", linked.script), {}))
                 return execute(pipe, False, *args, **kwargs)
             if command == _protocol.RESET:
                 return self.reset()
             return immediate(*command)
 
-        protocol = _protocol.pipeline(calls, raise_on_error)
+        protocol = _protocol.pipeline(calls, raise_on_error, preload=self.kind.cluster)
         return self.kind.drive(send, self.kind.one_by_one(send), protocol)

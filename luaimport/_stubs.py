@@ -60,7 +60,7 @@ def stub(module: types.ModuleType) -> str:
         raise TypeError(f"{module.__name__!r} is not a Lua module")
     lines = []
     if unit.doc:
-        lines.append(_docstring(unit.doc, ""))
+        lines.append(_docstring(unit.doc, "") + "\n")
     source = os.path.basename(unit.source.filename)
     if unit.script is not None:
         # a module cannot be declared callable: its script's attributes are what a checker can see
@@ -68,7 +68,8 @@ def stub(module: types.ModuleType) -> str:
         lines.append("script: str\nsha: str\n")
     else:
         lines.append(_GENERATED.format(source=source) + _HEADER)
-        lines.append(f"__all__ = [{', '.join(repr(name) for name in sorted(unit.functions))}]\n")
+        names = ", ".join(f'"{name}"' for name in sorted(unit.functions))
+        lines.append(f"__all__ = [{names}]\n")
         for name, section in unit.functions.items():
             lines.append(_function(name, section))
     return "\n".join(lines)

@@ -27,7 +27,7 @@ def command_calls(client: redis.Redis, *names: str) -> int:
 
 
 @pytest.mark.parametrize("transaction", [False, True])
-def test_one_script_exists_and_only_the_missing_loads(client: redis.Redis, transaction: bool) -> None:
+def test_each_script_is_loaded_once_inside_the_pipeline(client: redis.Redis, transaction: bool) -> None:
     import lipkg.basic as basic
     import lipkg.single as single
 
@@ -37,17 +37,45 @@ def test_one_script_exists_and_only_the_missing_loads(client: redis.Redis, trans
     for i in range(5):
         single(pipe, ["n"], [1])
         basic.return_args(pipe, [], [i])
-    assert len(pipe) == 10
+    assert len(pipe) == 10  # the loads are not the user's commands
     results = pipe.execute()
     assert results[0::2] == [1, 2, 3, 4, 5]
     assert results[1::2] == [[b"0"], [b"1"], [b"2"], [b"3"], [b"4"]]
     stats = client.info("commandstats")
-    if "cmdstat_script|exists" in stats:
-        assert stats["cmdstat_script|exists"]["calls"] == 1
-        assert stats["cmdstat_script|load"]["calls"] == 1
-    else:  # Redis 6.2 counts SCRIPT subcommands together
+    if "cmdstat_script" in stats:  # Redis 6.2 counts SCRIPT subcommands together
         assert stats["cmdstat_script"]["calls"] == 2
+    else:
+        assert stats["cmdstat_script|load"]["calls"] == 2  # one per script, loaded or not
+        assert "cmdstat_script|exists" not in stats  # nothing asked first: no extra round trip
     assert command_calls(client, "evalsha") == 10
+    assert client.script_exists(single.sha, basic.return_args.sha) == [True, True]
+
+
+def test_the_loads_go_with_the_pipeline_before_each_scripts_first_call() -> None:
+    """The protocol sends no command of its own: the pipeline carries the loads, in one round trip."""
+    one = luaimport.loads("--@function a\nreturn 1\n--@function b\nreturn 2\n", "inband")
+    a, b = one.a.linked, one.b.linked
+    protocol = luaimport._protocol.pipeline([(1, b), (2, a), (4, b)], raise_on_error=False, preload=False)
+    assert next(protocol) == (luaimport._protocol.EXECUTE, ((1, b), (2, a)))
+    with pytest.raises(StopIteration) as done:  # ran: x, LOAD b, b, LOAD a, a, y, b
+        protocol.send(["x", b.sha, 2, a.sha, 1, "y", 2])
+    assert done.value.value == ["x", 2, 1, "y", 2]
+
+
+@pytest.mark.parametrize("transaction", [False, True])
+def test_a_script_that_does_not_compile_fails_only_its_calls(client: redis.Redis, transaction: bool) -> None:
+    import lipkg.single as single
+
+    bad = luaimport.loads("--@function f\nlocal x = = 1\n", "pbadc", "pbadc.lua")
+    pipe = client.pipeline(transaction=transaction)
+    bad.f(pipe)
+    single(pipe, ["n"], [1])
+    bad.f(pipe)
+    results = pipe.execute(raise_on_error=False)
+    for result in results[0::2]:
+        assert isinstance(result, luaimport.LuaSyntaxError)
+        assert (result.filename, result.lineno, result.text) == ("pbadc.lua", 2, "local x = = 1")
+    assert results[1] == 1  # the rest of the pipeline ran, as with any failing command
 
 
 @pytest.mark.parametrize("transaction", [False, True])
@@ -178,17 +206,19 @@ def test_asyncio_pipeline_queues_without_await_and_maps_errors(server_kwargs: di
     assert error.lineno == 12
 
 
-def test_a_failed_preload_resets_the_pipeline_as_redis_py_would(client: redis.Redis) -> None:
-    bad = luaimport.loads("--@function f\nlocal x = = 1\n", "pbad", "pbad.lua")
-    pipe = client.pipeline()
+def test_a_pipeline_that_cannot_run_is_reset_with_nothing_of_luaimport_left(client: redis.Redis) -> None:
+    import lipkg.single as single
+
+    nowhere = redis.Redis(port=1, socket_connect_timeout=0.2)
+    pipe = nowhere.pipeline()
     pipe.set("x", 1)
-    bad.f(pipe)
-    with pytest.raises(luaimport.LuaSyntaxError):
+    single(pipe, ["n"], [1])
+    with pytest.raises(redis.exceptions.ConnectionError):
         pipe.execute()
-    assert len(pipe) == 0
-    assert pipe.connection is None  # handed back to the pool
-    assert pipe.execute() == []
-    assert client.get("x") is None  # nothing of the failed pipeline ran
+    assert len(pipe) == 0  # no SCRIPT LOAD of luaimport's left among the commands
+    assert pipe.connection is None
+    single(pipe, ["n"], [1])
+    assert pipe.command_stack == [(("EVALSHA", single.sha, 1, "n", 1), {})]
 
 
 def test_a_pipeline_holds_no_connection_after_execute_and_is_freed_at_once(client: redis.Redis) -> None:
@@ -233,7 +263,7 @@ def test_a_cancelled_execute_leaves_nothing_queued(
         try:
             pipe = aclient.pipeline()
             single(pipe, ["n"], [1])
-            client.client_pause(300)  # the pre-load's SCRIPT EXISTS waits: the timeout cancels it
+            client.client_pause(300)  # the pipeline waits for its connection: the timeout cancels it
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.1):
                     await pipe.execute()
