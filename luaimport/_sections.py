@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ._errors import LuaSyntaxError
-from ._lexer import COMMENT, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
+from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
 from ._source import Source
 
 _DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
@@ -24,6 +24,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 FUNCTION = "function"
+#: Keywords that open a block, and those that close one: each ``end`` closes one ``function``, ``if``
+#: or ``do`` (``while`` and ``for`` loops open theirs with ``do``), each ``until`` one ``repeat``.
+_OPENERS = frozenset(["function", "if", "do", "repeat"])
+_CLOSERS = frozenset(["end", "until"])
 #: Directives a function section may carry after its marker; later issues add
 #: ``keys``, ``args``, ``readonly``...  Anything else is reported as unknown.
 SECTION_DIRECTIVES: frozenset[str] = frozenset()
@@ -164,6 +168,7 @@ class _Parser:
             script = self.section(self.source.name, 0, 1, self.last_line)
             self.reject_directives(self.tokens)
             script.calls = self.call_refs(self.tokens)
+            self.check_blocks(self.tokens, "the script")
             return Unit(self.source, _doc(doc_tokens), self.section("", 0, 1, 0), {}, script)
 
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
@@ -177,6 +182,7 @@ class _Parser:
             section_tokens[token_index].append(token)
         self.reject_directives(section_tokens[0])
         prelude.calls = self.call_refs(section_tokens[0])
+        self.check_blocks(section_tokens[0], "the prelude")
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
             tokens = section_tokens[i + 1]
@@ -195,6 +201,7 @@ class _Parser:
             section.doc = _doc(doc_lines)
             self.reject_directives(tokens[len(head) + 1 :])
             section.calls = self.call_refs(tokens)
+            self.check_blocks(tokens, f"function {name!r}")
             functions[name] = section
         return Unit(self.source, _doc(doc_tokens), prelude, functions, None)
 
@@ -241,6 +248,32 @@ class _Parser:
                 )
             known = ", ".join(f"--@{d}" for d in sorted({FUNCTION, *SECTION_DIRECTIVES}))
             raise self.fail(f"unknown directive --@{found[0]} (known: {known})", token.line)
+
+    def check_blocks(self, tokens: list[Token], what: str) -> None:
+        """An ``end`` or ``until`` must close a block its own section opened.
+
+        The linker wraps each section in blocks of its own (``do ... end``,
+        ``function(KEYS, ARGV) ... end``).  A section that closes more than it
+        opens would close those instead: ``end do`` in a function body ends
+        the function early, and the linker's ``end`` then closes the ``do``, so
+        the script compiles though the section is not valid Lua.  Counting
+        keyword tokens finds this exactly; anything else wrong with the blocks
+        fails to compile as it would on its own.
+        """
+        depth = 0
+        for token in tokens:
+            if token.kind != KEYWORD:
+                continue
+            if token.text in _OPENERS:
+                depth += 1
+            elif token.text in _CLOSERS:
+                depth -= 1
+                if depth < 0:
+                    raise self.fail(
+                        f"'{token.text}' closes no block opened in {what} "
+                        "(each section must be complete Lua: it cannot close what luaimport wraps it in)",
+                        token.line,
+                    )
 
     def call_refs(self, tokens: list[Token]) -> list[CallRef]:
         code = [t for t in tokens if t.kind != COMMENT]
