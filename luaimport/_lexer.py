@@ -52,8 +52,17 @@ KEYWORDS = frozenset(
 _DIGITS = frozenset("0123456789")
 _SPACE = re.compile(r"[ \t\f\v]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# llex.c read_numeral: digits and dots, then an optional 'E'/'e' with an optional sign (the only
+# place a sign may appear), then letters, digits and '_'.  _NUMERAL is that scan.
 _NUMERAL = re.compile(r"[0-9.]+(?:[eE][+-]?)?[0-9A-Za-z_]*")
-_VALID_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The scanned text is a number when luaO_str2d accepts all of it: C strtod (glibc), then strtoul
+# base 16 when strtod stopped at an 'x'.  strtod reads decimals with an optional exponent, and
+# hex with an optional binary exponent ('p' and decimal digits).  A hex numeral can hold neither
+# a '.' (the scan above stops there: 0x1.8p3 is 0x1 then the malformed .8p3) nor a signed 'p'
+# exponent (0x1p-4 scans as 0x1p).  On glibc, strtoul never reads further than strtod did.
+_VALID_NUMBER = re.compile(
+    r"0[xX][0-9a-fA-F]+(?:[pP][0-9]+)?|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+)
 _LONG_OPEN = re.compile(r"\[(=*)\[")
 _SHORT_STRING_RUN = {'"': re.compile(r'[^"\\\n]*'), "'": re.compile(r"[^'\\\n]*")}
 _OPERATORS = ("...", "..", "==", "~=", "<=", ">=")

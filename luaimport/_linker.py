@@ -248,7 +248,10 @@ class _Writer:
         for ref in section.calls:
             span = text[ref.start : ref.end]
             pieces.append(text[pos : ref.start])
-            pieces.append(f"CALL[{resolved[(unit.name, ref.start)]}]" + "\n" * span.count("\n"))
+            # A reference over several lines keeps its line breaks, before CALL[n]: CALL[n] ends on
+            # the line where the reference ended, so a '(' after it stays on the same line, or
+            # Lua 5.1 would read "ambiguous syntax (function call x new statement)".
+            pieces.append("\n" * span.count("\n") + f"CALL[{resolved[(unit.name, ref.start)]}]")
             pos = ref.end
         pieces.append(text[pos : section.end])
         self.lines.extend("".join(pieces).split("\n"))

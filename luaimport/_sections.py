@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ._errors import LuaSyntaxError
-from ._lexer import COMMENT, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
+from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
 from ._source import Source
 
 _DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
@@ -24,6 +24,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 FUNCTION = "function"
+#: Keywords that open a block, and those that close one: each ``end`` closes one ``function``, ``if``
+#: or ``do`` (``while`` and ``for`` loops open theirs with ``do``), each ``until`` one ``repeat``.
+_OPENERS = frozenset(["function", "if", "do", "repeat"])
+_CLOSERS = frozenset(["end", "until"])
 #: Directives a function's head may carry (or a marker-less file's leading
 #: comment block).  Anything else is reported as unknown.
 SECTION_DIRECTIVES = frozenset({"keys", "args", "readonly", "flags"})
@@ -214,7 +218,7 @@ class _Parser:
             script = self.section(self.source.name, 0, 1, self.last_line)
             doc_tokens = self.head(script, head)
             self.reject_directives(self.tokens[len(head) :])
-            self.fill(script, self.tokens)
+            self.fill(script, self.tokens, "the script")
             return Unit(self.source, _doc(doc_tokens), self.section("", 0, 1, 0), {}, script)
 
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
@@ -228,18 +232,20 @@ class _Parser:
             section_tokens[token_index].append(token)
         self.reject_directives(section_tokens[0])
         prelude.calls = self.call_refs(section_tokens[0])
+        self.check_blocks(section_tokens[0], "the prelude")
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
             tokens = section_tokens[i + 1]
             function_head = self.leading_comments(1, tokens)
             section.doc = _doc(self.head(section, function_head))
             self.reject_directives(tokens[len(function_head) + 1 :])
-            self.fill(section, tokens)
+            self.fill(section, tokens, f"function {name!r}")
             functions[name] = section
         return Unit(self.source, _doc(head), prelude, functions, None)
 
-    def fill(self, section: Section, tokens: list[Token]) -> None:
+    def fill(self, section: Section, tokens: list[Token], what: str) -> None:
         section.calls = self.call_refs(tokens)
+        self.check_blocks(tokens, what)
         section.uses_vararg = any(t.kind == OP and t.text == "..." for t in tokens)
 
     def head(self, section: Section, comments: list[Token]) -> list[Token]:
@@ -360,6 +366,32 @@ class _Parser:
                 )
             known = ", ".join(f"--@{d}" for d in sorted({FUNCTION, *SECTION_DIRECTIVES}))
             raise self.fail(f"unknown directive --@{found[0]} (known: {known})", token.line)
+
+    def check_blocks(self, tokens: list[Token], what: str) -> None:
+        """An ``end`` or ``until`` must close a block its own section opened.
+
+        The linker wraps each section in blocks of its own (``do ... end``,
+        ``function(KEYS, ARGV) ... end``).  A section that closes more than it
+        opens would close those instead: ``end do`` in a function body ends
+        the function early, and the linker's ``end`` then closes the ``do``, so
+        the script compiles though the section is not valid Lua.  Counting
+        keyword tokens finds this exactly; anything else wrong with the blocks
+        fails to compile as it would on its own.
+        """
+        depth = 0
+        for token in tokens:
+            if token.kind != KEYWORD:
+                continue
+            if token.text in _OPENERS:
+                depth += 1
+            elif token.text in _CLOSERS:
+                depth -= 1
+                if depth < 0:
+                    raise self.fail(
+                        f"'{token.text}' closes no block opened in {what} "
+                        "(each section must be complete Lua: it cannot close what luaimport wraps it in)",
+                        token.line,
+                    )
 
     def call_refs(self, tokens: list[Token]) -> list[CallRef]:
         code = [t for t in tokens if t.kind != COMMENT]

@@ -44,6 +44,11 @@ def test_check_a_module_with_an_error() -> None:
     assert (problem.filename, problem.lineno, problem.text) == ("chk.lua", 3, "local = 2")
 
 
+def test_check_a_call_reference_split_over_lines_finds_nothing() -> None:
+    mod = luaimport.loads("--@function f\nreturn 1\n--@function g\nreturn CALL\n.f({}, {})\n", "split")
+    assert luaimport.check(mod) == []
+
+
 def test_check_rejects_a_plain_module() -> None:
     import lipkg.shadowed
 

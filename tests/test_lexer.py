@@ -6,6 +6,7 @@ No server is needed: these tests only call ``_source.decode`` and
 
 from __future__ import annotations
 
+import lupa.lua51
 import pytest
 
 from luaimport._errors import LuaSyntaxError
@@ -184,6 +185,102 @@ def test_malformed_number_is_an_error(bad):
     assert err.msg == f"malformed number near '{bad}'"
     assert err.text == f"local b = {bad}"
     assert err.filename == FILENAME
+
+
+# Lua 5.1 reads a numeral as llex.c read_numeral scans it and C strtod (glibc) parses it; lupa's
+# Lua 5.1 is built the same way, and agreed with Redis 6.2 and Valkey 9 on every case below.
+_lua51 = lupa.lua51.LuaRuntime()
+_lua_return = _lua51.eval(
+    "function(s) local f, err = loadstring('return ' .. s, '=x') "
+    "if f then return f(), nil end return nil, err end"
+)
+
+
+def lua_value(numeral: str) -> object:
+    value, err = _lua_return(numeral)
+    assert err is None, err
+    return value
+
+
+def lua_error(numeral: str) -> str:
+    value, err = _lua_return(numeral)
+    assert err is not None, f"Lua 5.1 read {numeral} as {value}"
+    return str(err).removeprefix("x:1: ")
+
+
+@pytest.mark.parametrize(("number", "value"), [("0x1p4", 16), ("0X1P4", 16), ("0xABCp10", 2813952)])
+def test_hex_numeral_with_binary_exponent_is_a_number(number, value):
+    assert lex(f"x = {number}") == [(NAME, "x", 1), (OP, "=", 1), (NUMBER, number, 1)]
+    assert lua_value(number) == value
+
+
+def test_e_in_a_hex_numeral_is_a_digit_not_an_exponent():
+    # 0xep1 is 14 * 2: the 'p' after the hex digit 'e' is the exponent
+    assert lex("x = 0xep1") == [(NAME, "x", 1), (OP, "=", 1), (NUMBER, "0xep1", 1)]
+    assert lua_value("0xep1") == 28
+
+
+def test_sign_after_hex_e_ends_the_numeral():
+    # llex takes a sign only right after an 'E' that follows the leading digits, never in a hex numeral
+    assert lex("x = 0x1e+1")[2:] == [(NUMBER, "0x1e", 1), (OP, "+", 1), (NUMBER, "1", 1)]
+    assert lua_value("0x1e+1") == 31
+
+
+@pytest.mark.parametrize("bad", ["0x1p-4", "0x1p+4"])
+def test_signed_binary_exponent_is_malformed_at_the_p(bad):
+    assert lex_error(f"x = {bad}").msg == "malformed number near '0x1p'" == lua_error(bad)
+
+
+@pytest.mark.parametrize("bad", ["0x1p", "0x1pA", "0x1p4p4", "0x1p4_", "0xp1"])
+def test_binary_exponent_needs_decimal_digits_and_ends_the_numeral(bad):
+    assert lex_error(f"x = {bad}").msg == f"malformed number near '{bad}'" == lua_error(bad)
+
+
+def test_hex_fraction_ends_the_numeral_at_the_dot():
+    # strtod would read 0x1.8p3, but llex never hands it the '.': 0x1 is a number, .8p3 is malformed
+    assert lex_error("x = 0x1.8p3").msg == "malformed number near '.8p3'" == lua_error("0x1.8p3")
+    assert [t.text for t in tokenize(src("x = 0x1 .. y"))] == ["x", "=", "0x1", "..", "y"]
+
+
+@pytest.mark.parametrize("bad", ["0X.8P1", "0x.8", "0x.p1"])
+def test_hex_prefix_followed_by_a_dot_is_malformed(bad):
+    assert lex_error(f"x = {bad}").msg == f"malformed number near '{bad[:2]}'" == lua_error(bad)
+
+
+@pytest.mark.parametrize("bad", ["00x1", "0.x1", "1x", "0b101"])
+def test_hex_prefix_must_be_exactly_0x(bad):
+    assert lex_error(f"x = {bad}").msg == f"malformed number near '{bad}'" == lua_error(bad)
+
+
+@pytest.mark.parametrize("name", ["inf", "nan", "infinity", "NAN"])
+def test_strtod_words_are_names_not_numerals(name):
+    # strtod reads them, but a numeral starts with a digit or a '.' and a digit
+    assert lex(f"x = {name}") == [(NAME, "x", 1), (OP, "=", 1), (NAME, name, 1)]
+
+
+@pytest.mark.parametrize(("number", "value"), [("0x1p99999", float("inf")), ("1e99999", float("inf"))])
+def test_overflowing_numerals_are_numbers(number, value):
+    assert lex(f"x = {number}")[2] == (NUMBER, number, 1)
+    assert lua_value(number) == value
+
+
+@pytest.mark.parametrize(
+    "numeral",
+    [
+        "0", "08", "1e5", "1E-5", "1.e5", ".5e3", "5.", ".5", "0x10", "0xffffffffffffffffff",
+        "0x1p4", "0xep1", "0e0", "0E+0",
+        "3..2", "5..", "1.5.", "1.5e", "1e5x", "1_", "0x1_", "0x", "0x1p", "0x1pA",
+    ],
+)  # fmt: skip
+def test_numeral_verdict_agrees_with_lua51(numeral):
+    _, err = _lua_return(numeral)
+    try:
+        tokens = lex(f"x = {numeral}")
+    except LuaSyntaxError as exc:
+        assert err is not None and str(err).endswith(exc.msg)
+    else:
+        assert tokens[2:] == [(NUMBER, numeral, 1)]
+        assert err is None
 
 
 # --- short strings -----------------------------------------------------------

@@ -60,6 +60,17 @@ def test_extra_call_arguments_arrive_as_varargs(client: redis.Redis) -> None:
     assert basic.extras(client) == 2
 
 
+def test_call_reference_split_over_lines_runs(client: redis.Redis) -> None:
+    # CALL[n] is written where the reference ends: "CALL[1]\n(...)" would be Lua 5.1's
+    # "ambiguous syntax (function call x new statement)" (found by tests/test_fuzz.py)
+    source = (
+        "--@function one\nreturn 1\n--@function two\nreturn CALL.\none({}, {}) + CALL[\n'one'\n]({}, {})\n"
+    )
+    mod = luaimport.loads(source, "split")
+    assert "\nreturn \nCALL[2]({}, {}) + \n\nCALL[2]({}, {})\n" in mod.two.script
+    assert mod.two(client) == 2
+
+
 def test_strings_and_comments_are_sent_byte_for_byte(client: redis.Redis) -> None:
     import lipkg.strings as strings
 

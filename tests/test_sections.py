@@ -482,3 +482,42 @@ def test_call_dot_at_end_of_file_is_an_error():
     assert err.lineno == 1
     assert "expected a function name after 'CALL.'" in err.msg
     assert "<eof>" in err.msg
+
+
+# --- blocks: a section closes only what it opened ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "word", "where"),
+    [
+        ("x = 1\nend do\n", 2, "end", "the script"),
+        ("do end\nend do\n--@function f\nreturn 1\n", 2, "end", "the prelude"),
+        ("--@function f\n-- doc\nreturn 1 end do\n", 3, "end", "function 'f'"),
+        ("--@function f\nreturn 1\n--@function g\nrepeat until x until y\n", 4, "until", "function 'g'"),
+        ("--@function f\nif x then return 1 end end\nlocal function h() end\n", 2, "end", "function 'f'"),
+    ],
+)
+def test_closing_a_block_the_section_did_not_open_is_an_error(text, line, word, where):
+    # the linker's own 'end' would close what the section opened after: 'end do' in a body made a
+    # script that compiled though the section is not Lua (found by tests/test_fuzz.py)
+    err = parse_error(text)
+    assert err.lineno == line
+    assert err.msg.startswith(f"'{word}' closes no block opened in {where}")
+
+
+def test_every_kind_of_block_may_open_and_close_in_a_section():
+    body = (
+        "while x do end for i = 1, 2 do end for k in pairs(t) do end do end\n"
+        "if x then elseif y then else end repeat until x\n"
+        "local function f() end local g = function() end function t.m() end\n"
+        "return 'end' -- end end until\n"
+    )
+    unit = parse_text(f"{body}--@function f\n{body}")
+    assert list(unit.functions) == ["f"]
+
+
+def test_unclosed_blocks_are_left_to_the_compiler():
+    # a block left open cannot escape the section: the linker's 'end' closes it, and the script
+    # then lacks one 'end', which Lua reports
+    unit = parse_text("--@function f\nif x then\n")
+    assert list(unit.functions) == ["f"]
