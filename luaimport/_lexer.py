@@ -65,7 +65,9 @@ _VALID_NUMBER = re.compile(
 )
 _LONG_OPEN = re.compile(r"\[(=*)\[")
 _SHORT_STRING_RUN = {'"': re.compile(r'[^"\\\n]*'), "'": re.compile(r"[^'\\\n]*")}
-_OPERATORS = ("...", "..", "==", "~=", "<=", ">=")
+#: the operators longer than one character, but for ``...``
+_OPERATORS = frozenset({"..", "==", "~=", "<=", ">="})
+_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\n": "\n"}
 
 
@@ -90,6 +92,10 @@ class Token(NamedTuple):
         """A long string or long comment (``[==[ ... ]==]``)."""
         body = self.text[2:] if self.kind == COMMENT else self.text
         return _LONG_OPEN.match(body) is not None
+
+
+#: ``Token(...)`` without the Python-level ``__new__`` a NamedTuple adds: the lexer makes one per token
+_new = tuple.__new__
 
 
 def tokenize(source: Source) -> list[Token]:
@@ -144,6 +150,7 @@ class _Lexer:
 
     def run(self) -> list[Token]:
         text, n, pos = self.text, len(self.text), 0
+        tokens = self.tokens
         while pos < n:
             c = text[pos]
             if c == "\n":
@@ -151,21 +158,29 @@ class _Lexer:
                 pos += 1
             elif c in " \t\f\v":
                 pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            elif c in _NAME_START:  # the commonest token: appended here, since a name holds no newline
+                end = _NAME.match(text, pos).end()  # type: ignore[union-attr]
+                word = text[pos:end]
+                tokens.append(_new(Token, (KEYWORD if word in KEYWORDS else NAME, word, self.line, pos)))
+                pos = end
             elif c == "-" and text.startswith("--", pos):
                 pos = self.comment(pos)
-            elif c.isascii() and (c.isalpha() or c == "_"):
-                end = _NAME.match(text, pos).end()  # type: ignore[union-attr]
-                pos = self.emit(KEYWORD if text[pos:end] in KEYWORDS else NAME, pos, end)
-            elif (c.isascii() and c.isdigit()) or (c == "." and text[pos + 1 : pos + 2].isdigit()):
+            elif c in _DIGITS or (c == "." and text[pos + 1 : pos + 2] in _DIGITS):
                 pos = self.numeral(pos)
             elif c in "\"'":
                 pos = self.short_string(pos)
             elif c == "[":
                 pos = self.bracket(pos)
             else:
-                op = next((o for o in _OPERATORS if text.startswith(o, pos)), c)
-                pos = self.emit(OP, pos, pos + len(op))
-        return self.tokens
+                if text.startswith("...", pos):
+                    op = "..."
+                elif text[pos : pos + 2] in _OPERATORS:
+                    op = text[pos : pos + 2]
+                else:
+                    op = c
+                tokens.append(_new(Token, (OP, op, self.line, pos)))
+                pos += len(op)
+        return tokens
 
     def comment(self, pos: int) -> int:
         match = _LONG_OPEN.match(self.text, pos + 2)

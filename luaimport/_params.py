@@ -25,30 +25,44 @@ _ARG = str | bytes | int | float
 class Declared:
     """How one declared function binds names to KEYS and ARGV, and the signature it shows."""
 
-    __slots__ = ("args", "function", "keys", "signature")
+    __slots__ = ("args", "function", "keys")
 
     def __init__(self, function: str, keys: Params | None, args: Params | None) -> None:
         self.function = function
         self.keys = keys
         self.args = args
-        parameters = [inspect.Parameter("client", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        for params, scalar in ((keys, _KEY), (args, _ARG)):
+
+    def _parameters(self) -> list[tuple[str, Any, Any]]:
+        """(name, annotation, default) of the keyword form, in order."""
+        out: list[tuple[str, Any, Any]] = []
+        for params, scalar in ((self.keys, _KEY), (self.args, _ARG)):
             if params is None:
                 continue
             for i, name in enumerate(params.names):
-                annotation: Any = scalar
-                default: Any = inspect.Parameter.empty
                 if params.variadic and i == len(params.names) - 1:
-                    annotation, default = Sequence[scalar], ()  # type: ignore[valid-type]
-                elif i >= params.required:
-                    default = None
-                keyword = inspect.Parameter.KEYWORD_ONLY
-                parameters.append(inspect.Parameter(name, keyword, default=default, annotation=annotation))
-        self.signature = inspect.Signature(parameters, return_annotation=Any)
+                    out.append((name, Sequence[scalar], ()))  # type: ignore[valid-type]
+                else:
+                    out.append((name, scalar, None if i >= params.required else inspect.Parameter.empty))
+        return out
+
+    def signature(self) -> inspect.Signature:
+        """Built when asked for (``inspect.signature``), not at import: a module may hold thousands."""
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        return inspect.Signature(
+            [
+                inspect.Parameter("client", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                *(inspect.Parameter(n, keyword, default=d, annotation=a) for n, a, d in self._parameters()),
+            ],
+            return_annotation=Any,
+        )
 
     def doc(self, name: str, doc: str | None) -> str:
         """The docstring ``help()`` shows: the keyword form first, then the plain form, then the doc."""
-        call = f"{name}{self.signature}".replace("typing.", "").replace("collections.abc.", "")
+        shown = []
+        for parameter, annotation, default in self._parameters():
+            text = f"{parameter}: {_shown(annotation)}"
+            shown.append(text if default is inspect.Parameter.empty else f"{text} = {default!r}")
+        call = f"{name}(client, *, {', '.join(shown)}) -> Any" if shown else f"{name}(client) -> Any"
         plain = f"Also {name}(client, keys, args), with the values as lists in the declared order."
         return "\n\n".join(part for part in (call, plain, doc) if part)
 
@@ -151,3 +165,8 @@ def _written(params: Params) -> str:
 
 def _plural(n: int, word: str) -> str:
     return word if n == 1 else word + "s"
+
+
+def _shown(annotation: Any) -> str:
+    """An annotation as ``inspect`` would show it, without module prefixes."""
+    return inspect.formatannotation(annotation).replace("typing.", "").replace("collections.abc.", "")

@@ -118,8 +118,11 @@ class _DeclaredFunction(LuaFunction):
     def __init__(self, target: Target, resolver: Resolver) -> None:
         super().__init__(target, resolver)
         self._declared = Declared(target.qualname, target.section.keys, target.section.args)
-        self.__signature__ = self._declared.signature
         self.__doc__ = self._declared.doc(target.section.name, self.__doc__)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return self._declared.signature()
 
     def __call__(
         self,

@@ -11,6 +11,7 @@ characters and nothing else.
 from __future__ import annotations
 
 import inspect
+import itertools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class _Parser:
         return self.text[self.line_starts[token.line - 1] : token.start].strip(" \t") == ""
 
     def directive(self, token: Token) -> tuple[str, str] | None:
-        if token.kind != COMMENT or token.is_long or not token.text.startswith("--@"):
+        if token.kind != COMMENT or not token.text.startswith("--@") or token.is_long:
             return None
         if not self.starts_line(token):
             return None
@@ -209,10 +210,15 @@ class _Parser:
                 1,
             )
         markers: list[tuple[Token, str]] = []
-        for token in self.tokens:
+        starts: list[int] = []  # where each marker's section begins in the token list
+        seen: dict[str, Token] = {}
+        for i, token in enumerate(self.tokens):
+            if token.kind != COMMENT or not token.text.startswith("--@function"):
+                continue
             found = self.directive(token)
             if found and found[0] == FUNCTION:
-                markers.append((token, self.function_name(token, found[1], markers)))
+                markers.append((token, self.function_name(token, found[1], seen)))
+                starts.append(i)
         head = self.leading_comments(0)
         if not markers:
             script = self.section(self.source.name, 0, 1, self.last_line)
@@ -224,12 +230,9 @@ class _Parser:
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
         prelude = self.section("", 0, 1, bounds[0] - 1)
         functions: dict[str, Section] = {}
-        token_index = 0
-        section_tokens: list[list[Token]] = [[] for _ in bounds]
-        for token in self.tokens:
-            while token_index < len(markers) and token.line >= bounds[token_index]:
-                token_index += 1
-            section_tokens[token_index].append(token)
+        # a marker starts its line, so its token starts its section's tokens
+        edges = [0, *starts, len(self.tokens)]
+        section_tokens = [self.tokens[a:b] for a, b in itertools.pairwise(edges)]
         self.reject_directives(section_tokens[0])
         prelude.calls = self.call_refs(section_tokens[0])
         self.check_blocks(section_tokens[0], "the prelude")
@@ -320,7 +323,7 @@ class _Parser:
         section.flags = tuple(sorted({*(section.flags or ()), *flags}))
         section.flags_line = section.flags_line or line
 
-    def function_name(self, token: Token, rest: str, seen: list[tuple[Token, str]]) -> str:
+    def function_name(self, token: Token, rest: str, seen: dict[str, Token]) -> str:
         parts = rest.split()
         if len(parts) != 1:
             raise self.fail(
@@ -330,11 +333,9 @@ class _Parser:
         problem = check_function_name(name)
         if problem:
             raise self.fail(f"invalid function name: {problem}", token.line)
-        for other, other_name in seen:
-            if other_name == name:
-                raise self.fail(
-                    f"duplicate function {name!r} (first defined at line {other.line})", token.line
-                )
+        other = seen.setdefault(name, token)
+        if other is not token:
+            raise self.fail(f"duplicate function {name!r} (first defined at line {other.line})", token.line)
         return name
 
     def leading_comments(self, skip: int, tokens: list[Token] | None = None) -> list[Token]:
@@ -355,6 +356,8 @@ class _Parser:
     def reject_directives(self, tokens: list[Token]) -> None:
         """Directives are only valid in a head; elsewhere they are mistakes."""
         for token in tokens:
+            if token.kind != COMMENT or not token.text.startswith("--@"):
+                continue
             found = self.directive(token)
             if found is None or found[0] == FUNCTION:
                 continue
