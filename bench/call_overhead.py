@@ -23,6 +23,11 @@ return ARGV[1]
 
 --@function nested
 return CALL.leaf(KEYS, ARGV)
+
+--@function declared
+--@keys key
+--@args value
+return ARGV[1]
 """
 
 
@@ -48,19 +53,30 @@ def main() -> int:
     mod = luaimport.loads(SOURCE, "bench_mod")
     with _common.valkey() as (client, _):
         luaimport.bind(client, mod)
-        sha = mod.leaf.sha
-        raws, ourses, nesteds = per_call_us(
+        sha, declared_sha = mod.leaf.sha, mod.declared.sha
+        raws, ourses, nesteds, raws_declared, plains, keywords = per_call_us(
             lambda: client.evalsha(sha, 1, "k", "v"),
             lambda: mod.leaf(client, ["k"], ["v"]),
             lambda: mod.nested(client, ["k"], ["v"]),
+            lambda: client.evalsha(declared_sha, 1, "k", "v"),
+            lambda: mod.declared(client, ["k"], ["v"]),
+            lambda: mod.declared(client, key="k", value="v"),
         )
     # a ratio per round, between runs made seconds apart, is steadier than a ratio of medians
     ratios = sorted(o / r for o, r in zip(ourses, raws, strict=True))
-    raw, ours, nested = (statistics.median(times) for times in (raws, ourses, nesteds))
+    declared_ratios = {
+        form: sorted(o / r for o, r in zip(times, raws_declared, strict=True))
+        for form, times in (("plain", plains), ("keyword", keywords))
+    }
+    raw, ours, nested, plain, keyword = (
+        statistics.median(times) for times in (raws, ourses, nesteds, plains, keywords)
+    )
     rows = [
         ("raw `client.evalsha(sha, 1, k, v)`", raw),
         ("`mod.leaf(client, [k], [v])`", ours),
         ("`mod.nested(client, [k], [v])` (one CALL inside)", nested),
+        ("`mod.declared(client, [k], [v])` (`--@keys key`, `--@args value`)", plain),
+        ("`mod.declared(client, key=k, value=v)`", keyword),
     ]
     lines = [
         "# Benchmarks",
@@ -74,6 +90,12 @@ def main() -> int:
         "",
         f"luaimport call / raw EVALSHA, median of the per-round ratios: **{statistics.median(ratios):.3f}x** "
         f"(rounds ranged {ratios[0]:.3f}x to {ratios[-1]:.3f}x; target: at most 1.03x).",
+        "",
+        *(
+            f"A declared function, {form} form / raw EVALSHA: **{statistics.median(r):.3f}x** "
+            f"({r[0]:.3f}x to {r[-1]:.3f}x)."
+            for form, r in declared_ratios.items()
+        ),
         "",
     ]
     _common.write("benchmarks.md", lines)

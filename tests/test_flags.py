@@ -734,3 +734,39 @@ def test_asyncio_cluster_readonly_calls_run_on_replicas(
         with pytest.raises(LuaError) as info:
             asyncio.run(scenario())
         assert_unsupported(info.value, "get")
+
+
+# -- the demo's read-only function ------------------------------------------------------------------
+
+
+def test_the_demos_readonly_function_runs_as_evalsha_ro(client: redis.Redis) -> None:
+    from demo_pkg import ratelimit
+
+    assert ratelimit.remaining.readonly
+    client.config_resetstat()
+    if flags_supported(client):
+        assert ratelimit.remaining(client, bucket="b", capacity=5, rate=1) == 5  # a missing bucket is full
+        assert ratelimit.remaining(client, bucket="b", capacity=5, rate=1) == 5
+        assert calls(client, "evalsha_ro") == 2  # the first one missed, and was run by EVAL_RO
+        assert calls(client, "eval_ro") == 1
+        assert calls(client, "evalsha") == calls(client, "eval") == 0
+    else:
+        with pytest.raises(LuaError, match="which this server does not support") as info:
+            ratelimit.remaining(client, bucket="b", capacity=5, rate=1)
+        directive = Path(ratelimit.__file__).read_text().split("\n").index("--@readonly") + 1
+        assert (info.value.filename, info.value.lineno) == (ratelimit.__file__, directive)
+
+
+def test_the_demos_readonly_function_runs_on_replicas(cluster: Cluster, replica_reader: RedisCluster) -> None:
+    from demo_pkg import ratelimit
+
+    if flags_supported(cluster.primaries[0].client):
+        buckets = [f"{{r{i}}}bucket" for i in range(30)]
+        assert [ratelimit.remaining(replica_reader, bucket=b, capacity=3, rate=1) for b in buckets * 2] == [
+            3
+        ] * 60
+        assert node_calls(cluster.replicas, "evalsha_ro", "eval_ro") > 0
+        assert node_calls(cluster.nodes, "evalsha", "eval") == 0
+    else:
+        with pytest.raises(LuaError, match="which this server does not support"):
+            ratelimit.remaining(replica_reader, bucket="{r0}bucket", capacity=3, rate=1)
