@@ -248,7 +248,8 @@ class _Writer:
         for ref in section.calls:
             span = text[ref.start : ref.end]
             pieces.append(text[pos : ref.start])
-            pieces.append(f"CALL[{resolved[(unit.name, ref.start)]}]" + "\n" * span.count("\n"))
+            # line breaks inside the reference go before it, so that a call's '(' stays on its line
+            pieces.append("\n" * span.count("\n") + f"CALL[{resolved[(unit.name, ref.start)]}]")
             pos = ref.end
         pieces.append(text[pos : section.end])
         self.lines.extend("".join(pieces).split("\n"))
