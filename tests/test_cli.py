@@ -79,9 +79,8 @@ def loaded_all_of_demo_pkg(result: subprocess.CompletedProcess[str], client: red
 
 
 @pytest.fixture
-def demo():
+def demo(import_state: Path):
     """demo_pkg's functions, imported here to compare with what the command line says."""
-    luaimport.install()
     import demo_pkg.counters
     import demo_pkg.queue
 
@@ -517,7 +516,7 @@ def test_debug_runs_redis_cli_ldb_with_the_line_map(url: str, client: redis.Redi
         stdin="c\n",
         cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # redis-cli's exit status, passed on, depends on how its stdin ends
     out = result.stdout
     assert out.startswith(
         f"Debugging demo_pkg.counters.incr (SHA {demo.counters.incr.sha}). Script lines come from:\n"
