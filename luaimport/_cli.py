@@ -31,7 +31,7 @@ import redis
 
 from ._check import check
 from ._errors import LuaGlobalError, LuaLinkError, LuaSyntaxError
-from ._importer import _UNIT, LuaModule, install, lua_functions, lua_module_names
+from ._importer import _UNIT, LuaModule, install, lua_functions, lua_module_names, resolve_module
 from ._linker import Linked, Origin, resolve
 from ._protocol import map_error
 from ._runtime import LuaFunction
@@ -269,15 +269,53 @@ def _path(filename: str) -> str:
     return filename if relative.startswith("..") else relative
 
 
-def _problem_line(problem: BaseException) -> str:
+def _message(problem: BaseException) -> str:
+    """A problem's message, without the ``file:line`` in front that some carry in their text."""
     filename = getattr(problem, "filename", None)
-    lineno = getattr(problem, "lineno", None)
     message = problem.msg if isinstance(problem, SyntaxError) else str(problem)
     if filename and message.startswith(f"{filename}:"):  # LuaLinkError, LuaError: 'file:line[ in fn]: ...'
         message = message.split(": ", 1)[1]
-    if filename:
-        return f"{_path(filename)}:{lineno}: {message}"
     return message
+
+
+def _problem_line(problem: BaseException) -> str:
+    """``file:line: message``, as ruff prints a problem."""
+    filename = getattr(problem, "filename", None)
+    if filename:
+        return f"{_path(filename)}:{getattr(problem, 'lineno', None)}: {_message(problem)}"
+    return _message(problem)
+
+
+def _problem_json(problem: BaseException) -> dict[str, Any]:
+    if isinstance(problem, LuaGlobalError):
+        kind = "global"
+    elif isinstance(problem, LuaLinkError):
+        kind = "link"
+    elif isinstance(problem, SyntaxError):
+        kind = "syntax"
+    else:
+        kind = "server"  # what a server said while loading: a LuaError, a refused command
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "file": getattr(problem, "filename", None),
+        "line": getattr(problem, "lineno", None),
+        "message": _message(problem),
+    }
+    if isinstance(problem, SyntaxError):
+        entry["text"] = problem.text
+    if isinstance(problem, LuaGlobalError):
+        entry.update(name=problem.name, write=problem.write, function=problem.function)
+    return entry
+
+
+def _report(problems: Sequence[BaseException], as_json: bool) -> int:
+    """Problems that stopped a command: JSON on stdout, or ``file:line: message`` lines on stderr."""
+    if as_json:
+        _emit_json({"problems": [_problem_json(problem) for problem in problems]})
+    else:
+        for problem in problems:
+            print(_problem_line(problem), file=sys.stderr)
+    return PROBLEMS
 
 
 def _emit_json(data: object) -> None:
@@ -425,29 +463,6 @@ def _check(options: argparse.Namespace) -> int:
     return PROBLEMS if problems else OK
 
 
-def _problem_json(problem: SyntaxError | ImportError) -> dict[str, Any]:
-    kind = (
-        "global"
-        if isinstance(problem, LuaGlobalError)
-        else "link"
-        if isinstance(problem, LuaLinkError)
-        else "syntax"
-    )
-    entry: dict[str, Any] = {
-        "kind": kind,
-        "file": getattr(problem, "filename", None),
-        "line": getattr(problem, "lineno", None),
-        "message": _problem_line(problem).split(": ", 1)[1]
-        if getattr(problem, "filename", None)
-        else str(problem),
-    }
-    if isinstance(problem, SyntaxError):
-        entry["text"] = problem.text
-    if isinstance(problem, LuaGlobalError):
-        entry.update(name=problem.name, write=problem.write, function=problem.function)
-    return entry
-
-
 def _stubs(options: argparse.Namespace) -> int:
     try:
         written = write_stubs(*_targets(options.targets))
@@ -470,9 +485,6 @@ def _graph(options: argparse.Namespace) -> int:
     edges: list[tuple[str, str]] = []
     for module in modules:
         unit: Unit = module.__dict__[_UNIT]
-        resolver = lua_functions(module)[0]._resolver if lua_functions(module) else None
-        if resolver is None:
-            continue
         owners = (
             [(f"{unit.name}.<prelude>", unit.prelude)] if unit.script is None and unit.prelude.calls else []
         )
@@ -480,7 +492,7 @@ def _graph(options: argparse.Namespace) -> int:
         for owner, section in owners:
             nodes.setdefault(owner, unit)
             for ref in section.calls:
-                target = resolve(unit, ref, resolver)
+                target = resolve(unit, ref, resolve_module)
                 nodes.setdefault(target.qualname, target.unit)
                 if (owner, target.qualname) not in edges:
                     edges.append((owner, target.qualname))
@@ -635,9 +647,7 @@ def _load(options: argparse.Namespace) -> int:
             except LuaLinkError as exc:
                 problems.append(exc)
     if problems:
-        for problem in problems:
-            print(_problem_line(problem), file=sys.stderr)
-        return PROBLEMS
+        return _report(problems, options.json)
     linked = list(scripts.values())
     errors: dict[tuple[object, ...], BaseException] = {}
     with _connect(options.url) as (_, nodes):
@@ -662,9 +672,7 @@ def _load(options: argparse.Namespace) -> int:
         finally:
             progress.close()
     if errors:
-        for failure in errors.values():
-            print(_problem_line(failure), file=sys.stderr)
-        return PROBLEMS
+        return _report(list(errors.values()), options.json)
     if options.json:
         _emit_json(
             {"nodes": [name for name, _ in nodes], "scripts": {item.qualname: item.sha for item in linked}}

@@ -365,6 +365,17 @@ def test_load_refuses_a_package_with_link_errors(url: str, client: redis.Redis) 
     result = run("load", "checkpkg.sub", "--url", url)
     assert result.returncode == 1
     assert "checkpkg/sub/link_error.lua:2: CALL target 'nowhere'" in result.stderr
+    data = json.loads(run("load", "checkpkg.sub", "checkpkg.broken", "--url", url, "--json").stdout)
+    assert [(p["kind"], Path(p["file"]).name, p["line"]) for p in data["problems"]] == [
+        ("link", "link_error.lua", 2)
+    ]
+
+
+def test_load_json_reports_what_the_server_refused(url: str, client: redis.Redis) -> None:
+    result = run("load", "checkpkg.broken", "--url", url, "--json")
+    assert result.returncode == 1
+    [problem] = json.loads(result.stdout)["problems"]
+    assert (problem["kind"], problem["line"], problem["text"]) == ("syntax", 6, "end")
 
 
 @pytest.mark.parametrize(
