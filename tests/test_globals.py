@@ -184,3 +184,41 @@ def test_bytecode_errors_are_clear() -> None:
         global_accesses(b"\x1bLua\x52\x00\x01\x04\x08\x04\x08\x00")
     with pytest.raises(BytecodeError, match="truncated"):
         global_accesses(b"\x1bLua\x51\x00\x01\x04\x08\x04\x08\x00\x01")
+
+
+# --- locating names: statements whose instruction lands on another line -------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("x, y = y, x\nreturn 1", [(1, "read", "y"), (1, "read", "x"), (1, "write", "y"), (1, "write", "x")]),
+        ("a,\n  b = 1,\n  2\nreturn 1", [(1, "write", "a"), (2, "write", "b")]),
+        (
+            "local t = {}\nt[k1], g = f(\n  1)\nreturn 1",
+            [(2, "read", "k1"), (2, "read", "f"), (2, "write", "g")],
+        ),
+        ("local t = {a = b,\n  [c] = 1}\nreturn t", [(1, "read", "b"), (2, "read", "c")]),
+        ("return foo:foo()\n  .. foo\n  :bar()", [(1, "read", "foo"), (2, "read", "foo")]),
+        ("return f{\n  x = 1}, g'str', h[[\nlong]]", [(1, "read", "f"), (2, "read", "g"), (2, "read", "h")]),
+        ("return (a\n  or b).c", [(1, "read", "a"), (2, "read", "b")]),
+        ("local s = [[\n\n]] .. --[[ a\ncomment ]] tail\nreturn s", [(4, "read", "tail")]),
+        (
+            "return -\n  neg, not\n  flag, #\n  len",
+            [(2, "read", "neg"), (3, "read", "flag"), (4, "read", "len")],
+        ),
+        ("g = function()\n  return 1\nend\nreturn 1", [(1, "write", "g")]),
+        (
+            "local function f() end\nf(\n  arg1,\n  arg2)\nreturn 1",
+            [(3, "read", "arg1"), (4, "read", "arg2")],
+        ),
+        ("for i = lo,\n  hi do end\nreturn 1", [(1, "read", "lo"), (2, "read", "hi")]),
+        ("for k, v in\n  pairs(t) do end\nreturn 1", [(2, "read", "t")]),
+        ("local x = 1\nx =\n  y\nreturn x", [(3, "read", "y")]),
+    ],
+)
+def test_names_are_located_exactly(body: str, expected: list[tuple[int, str, str]]) -> None:
+    mod = luaimport.loads(f"--@function f\n{body}\n", "loc", "loc.lua")
+    problems = luaimport.check(mod)
+    got = sorted((p.lineno - 1, "write" if p.write else "read", p.name) for p in problems)  # type: ignore[attr-defined]
+    assert got == sorted(expected)
