@@ -818,15 +818,20 @@ def _line_ranges(linked: Linked) -> list[tuple[int, int, str]]:
     runs: list[list[Any]] = []  # [first script line, last script line, origin of the first, last source line]
     for n in range(1, len(_lines(linked)) + 1):
         origin = linked.line_map.lookup(n)
-        if runs and origin is not None and not origin.generated:
+        generated = origin is None or origin.generated
+        if runs:
             first: Origin | None = runs[-1][2]
-            if (
-                first is not None
-                and not first.generated
-                and (first.filename, first.function) == (origin.filename, origin.function)
-                and origin.lineno == runs[-1][3] + 1
-            ):
-                runs[-1][1], runs[-1][3] = n, origin.lineno
+            if first is None or first.generated:
+                follows = generated  # generated lines, one run however many
+            else:
+                follows = (
+                    origin is not None
+                    and not generated
+                    and (first.filename, first.function) == (origin.filename, origin.function)
+                    and origin.lineno == runs[-1][3] + 1
+                )
+            if follows:
+                runs[-1][1], runs[-1][3] = n, origin.lineno if origin else 0
                 continue
         runs.append([n, n, origin, origin.lineno if origin else 0])
     out = []

@@ -532,7 +532,7 @@ def test_debug_runs_redis_cli_ldb_with_the_line_map(url: str, client: redis.Redi
     assert out.startswith(
         f"Debugging demo_pkg.counters.incr (SHA {demo.counters.incr.sha}). Script lines come from:\n"
     )
-    assert "        1  (luaimport)\n" in out
+    assert "      1-2  (luaimport)\n" in out
     assert "     3-19  demo_pkg/counters.lua:1-17  demo_pkg.counters.<prelude>\n" in out
     assert "    21-25  demo_pkg/counters.lua:19-23  demo_pkg.counters.incr\n" in out
     assert "Lua debugging session started" in out
