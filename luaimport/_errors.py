@@ -16,6 +16,7 @@ __all__ = [
     "LuaArgumentError",
     "LuaCrossSlotError",
     "LuaError",
+    "LuaGlobalError",
     "LuaLinkError",
     "LuaNotLoadedError",
     "LuaSyntaxError",
@@ -31,6 +32,24 @@ class LuaSyntaxError(SyntaxError):
 
     def __init__(self, msg: str, filename: str, lineno: int, text: str | None = None) -> None:
         super().__init__(msg, (filename, lineno, None, text))
+
+
+class LuaGlobalError(LuaSyntaxError):
+    """A global a script reads that the server's sandbox lacks, or any global it assigns.
+
+    Found offline by :func:`luaimport.check`, at the ``.lua`` line of the
+    name; the server would fail there at run time.  ``name`` is the global,
+    ``write`` says whether it is assigned, ``function`` is the Lua function
+    whose code it is in.
+    """
+
+    def __init__(
+        self, msg: str, filename: str, lineno: int, text: str | None, *, name: str, write: bool, function: str
+    ) -> None:
+        super().__init__(msg, filename, lineno, text)
+        self.name = name
+        self.write = write
+        self.function = function
 
 
 class LuaLinkError(ImportError):
@@ -103,7 +122,15 @@ class LuaNotLoadedError(NoScriptError):
         self.function = function
 
 
-for _cls in (LuaSyntaxError, LuaLinkError, LuaError, LuaArgumentError, LuaCrossSlotError, LuaNotLoadedError):
+for _cls in (
+    LuaSyntaxError,
+    LuaGlobalError,
+    LuaLinkError,
+    LuaError,
+    LuaArgumentError,
+    LuaCrossSlotError,
+    LuaNotLoadedError,
+):
     _cls.__module__ = "luaimport"
 
 

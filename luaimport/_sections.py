@@ -31,7 +31,10 @@ _OPENERS = frozenset(["function", "if", "do", "repeat"])
 _CLOSERS = frozenset(["end", "until"])
 #: Directives a function's head may carry (or a marker-less file's leading
 #: comment block).  Anything else is reported as unknown.
-SECTION_DIRECTIVES = frozenset({"keys", "args", "readonly", "flags"})
+SECTION_DIRECTIVES = frozenset({"keys", "args", "readonly", "flags", "globals"})
+#: Directives a module's leading comment block may carry in a file with markers:
+#: they apply to the prelude and every function of the module.
+MODULE_DIRECTIVES = frozenset({"globals"})
 #: The script flags Redis 7+ and Valkey read from a ``#!lua flags=...`` first line.
 SCRIPT_FLAGS = frozenset({"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"})
 #: Names a declared key or argument cannot take: the call's own parameters.
@@ -91,6 +94,8 @@ class Section:
     flags_line: int = 0
     #: whether the body has a ``...`` token, so its function must be vararg
     uses_vararg: bool = False
+    #: globals the code may read beyond the sandbox's (``--@globals``), for the offline check
+    globals: tuple[str, ...] = ()
     calls: list[CallRef] = field(default_factory=list)
 
     @property
@@ -111,6 +116,9 @@ class Unit:
     prelude: Section
     functions: dict[str, Section]
     script: Section | None
+    #: ``--@globals`` of the module's leading comment block (a file with markers):
+    #: declared for the prelude and every function
+    globals: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -229,11 +237,13 @@ class _Parser:
 
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
         prelude = self.section("", 0, 1, bounds[0] - 1)
+        doc_head = self.module_head(prelude, head)
         functions: dict[str, Section] = {}
         # a marker starts its line, so its token starts its section's tokens
         edges = [0, *starts, len(self.tokens)]
         section_tokens = [self.tokens[a:b] for a, b in itertools.pairwise(edges)]
-        self.reject_directives(section_tokens[0])
+        self.reject_directives(doc_head)
+        self.reject_directives(section_tokens[0][len(head) :])
         prelude.calls = self.call_refs(section_tokens[0])
         self.check_blocks(section_tokens[0], "the prelude")
         for i, (marker, name) in enumerate(markers):
@@ -244,7 +254,7 @@ class _Parser:
             self.reject_directives(tokens[len(function_head) + 1 :])
             self.fill(section, tokens, f"function {name!r}")
             functions[name] = section
-        return Unit(self.source, _doc(head), prelude, functions, None)
+        return Unit(self.source, _doc(doc_head), prelude, functions, None, prelude.globals)
 
     def fill(self, section: Section, tokens: list[Token], what: str) -> None:
         section.calls = self.call_refs(tokens)
@@ -269,7 +279,9 @@ class _Parser:
                     token.line,
                 )
             seen[word] = token.line
-            if word in ("keys", "args"):
+            if word == "globals":
+                section.globals = self.global_names(rest, token.line)
+            elif word in ("keys", "args"):
                 other = section.args if word == "keys" else section.keys
                 params = self.params(word, rest, token.line, other)
                 if word == "keys":
@@ -279,6 +291,36 @@ class _Parser:
             else:
                 self.flags(section, word, rest, token.line)
         return doc
+
+    def module_head(self, prelude: Section, comments: list[Token]) -> list[Token]:
+        """Read ``--@globals`` from a module's leading comment block into ``prelude``; the rest is its doc.
+
+        Other directives there are left in place, to be rejected as misplaced.
+        """
+        doc: list[Token] = []
+        for token in comments:
+            found = self.directive(token)
+            if found is None or found[0] not in MODULE_DIRECTIVES:
+                doc.append(token)
+            elif prelude.globals:
+                raise self.fail(
+                    "directive --@globals given twice in the module's leading comments", token.line
+                )
+            else:
+                prelude.globals = self.global_names(found[1], token.line)
+        return doc
+
+    def global_names(self, rest: str, line: int) -> tuple[str, ...]:
+        """A ``--@globals`` line: the Lua names of globals the code may read beyond the sandbox's."""
+        names = rest.replace(",", " ").split()
+        if not names:
+            raise self.fail("--@globals needs at least one name", line)
+        for i, name in enumerate(names):
+            if not _IDENTIFIER.match(name) or name in KEYWORDS:
+                raise self.fail(f"--@globals: {name!r} is not a Lua name", line)
+            if name in names[:i]:
+                raise self.fail(f"--@globals: {name!r} is given twice", line)
+        return tuple(names)
 
     def params(self, word: str, rest: str, line: int, other: Params | None) -> Params:
         """A ``--@keys`` / ``--@args`` line: names, then ``name?`` optional ones, or one last ``name...``."""
@@ -361,6 +403,12 @@ class _Parser:
             found = self.directive(token)
             if found is None or found[0] == FUNCTION:
                 continue
+            if found[0] in MODULE_DIRECTIVES:
+                raise self.fail(
+                    f"directive --@{found[0]} must come right after a '--@function' line, or in the "
+                    "module's leading comment block",
+                    token.line,
+                )
             if found[0] in SECTION_DIRECTIVES:
                 raise self.fail(
                     f"directive --@{found[0]} must come right after a '--@function' line (or, in a "

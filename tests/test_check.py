@@ -69,3 +69,10 @@ def test_missing_lupa_is_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(ImportError, match=r"pip install 'luaimport\[check\]'"):
         luaimport.check(lipkg.basic)
+
+
+def test_a_call_reference_over_lines_compiles_before_its_parenthesis() -> None:
+    text = "--@function a\nlocal n = CALL.\n  b({}, {})\n  + 1\nreturn n\n--@function b\nreturn 1\n"
+    mod = luaimport.loads(text, "ml")
+    assert luaimport.check(mod) == []
+    assert mod.a.script.split("\n")[3:5] == ["local n = ", "CALL[2]({}, {})"]

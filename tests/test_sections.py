@@ -521,3 +521,42 @@ def test_unclosed_blocks_are_left_to_the_compiler():
     # then lacks one 'end', which Lua reports
     unit = parse_text("--@function f\nif x then\n")
     assert list(unit.functions) == ["f"]
+
+
+# --- --@globals ----------------------------------------------------------------
+
+
+def test_globals_in_a_function_head_the_module_head_and_a_markerless_file():
+    unit = parse_text(
+        "-- Module doc.\n--@globals os, server\n-- More doc.\nlocal t = os.clock()\n\n"
+        "--@function f\n-- f's doc.\n--@globals extra\nreturn extra\n"
+    )
+    assert unit.globals == ("os", "server")
+    assert unit.prelude.globals == ("os", "server")
+    assert unit.doc == "Module doc.\nMore doc."
+    assert unit.functions["f"].globals == ("extra",)
+    assert unit.functions["f"].doc == "f's doc."
+    single = parse_text("-- Doc.\n--@globals os\nreturn os.clock()\n")
+    assert single.script is not None
+    assert single.script.globals == ("os",)
+    assert single.doc == "Doc."
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("--@globals\nreturn 1\n", 1, "--@globals needs at least one name"),
+        ("--@globals a a\n--@function f\nreturn 1\n", 1, "--@globals: 'a' is given twice"),
+        ("--@globals end\nreturn 1\n", 1, "--@globals: 'end' is not a Lua name"),
+        ("--@globals a.b\nreturn 1\n", 1, "--@globals: 'a.b' is not a Lua name"),
+        ("--@globals a\n--@globals b\n--@function f\nreturn 1\n", 2, "--@globals given twice"),
+        ("--@function f\n--@globals a\n--@globals b\nreturn 1\n", 3, "--@globals given twice for 'f'"),
+        ("--@function f\nreturn 1\n--@globals x\n", 3, "line, or in the module's leading comment"),
+        ("local x = 1\n--@globals x\n--@function f\nreturn 1\n", 2, "--@globals must come right after"),
+        ("-- doc\n--@keys a\n--@function f\nreturn 1\n", 2, "--@keys must come right after a '--@function'"),
+    ],
+)
+def test_globals_directive_errors(text, line, message):
+    err = parse_error(text)
+    assert err.lineno == line
+    assert message in err.msg
