@@ -12,7 +12,7 @@ import types
 from typing import Any
 
 from ._errors import LuaLinkError, LuaSyntaxError
-from ._importer import LuaModule, lua_functions, lua_module_names
+from ._importer import LuaModule, iter_modules, lua_functions
 from ._protocol import compile_error
 
 
@@ -62,9 +62,9 @@ def _modules(
         if isinstance(target, LuaModule):
             modules.append(target)
             continue
-        for name in lua_module_names(target):
+        for info in iter_modules(target):
             try:
-                module = importlib.import_module(name)
+                module = importlib.import_module(info.name)
             except (LuaSyntaxError, LuaLinkError) as exc:
                 problems.setdefault((exc.filename, exc.lineno, str(exc)), exc)
             else:
