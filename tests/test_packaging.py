@@ -63,7 +63,9 @@ def test_the_wheel_holds_both_packages_with_their_data(dists: dict[str, Path]) -
     assert modules | {"luaimport/py.typed"} <= names
     assert {"demo_pkg/counters.lua", "demo_pkg/counters.pyi", "demo_pkg/py.typed"} <= set(DEMO_DATA)
     assert set(DEMO_DATA) <= names
-    assert not [n for n in names if n.startswith(("tests/", "docs/", "scripts/")) or "__pycache__" in n]
+    assert "luaimport/pytest_plugin.py" in names
+    outside = ("tests/", "docs/", "scripts/", "demo_pkg/tests/")
+    assert not [n for n in names if n.startswith(outside) or "__pycache__" in n]
 
 
 def test_the_sdist_holds_the_source_tests_and_docs(dists: dict[str, Path]) -> None:
@@ -81,6 +83,9 @@ def test_the_sdist_holds_the_source_tests_and_docs(dists: dict[str, Path]) -> No
         "tests/fixtures/corpus/bytes_non_utf8_crlf_line4.lua",
         "docs/benchmarks.md",
         "scripts/test",
+        "demo_pkg/tests/conftest.py",
+        "demo_pkg/tests/pytest.ini",
+        "demo_pkg/tests/test_scripts.py",
         *DEMO_DATA,
         *(p.relative_to(ROOT).as_posix() for p in (ROOT / "luaimport").glob("*.py")),
     }
