@@ -23,7 +23,18 @@ from ._errors import (
     LuaNotLoadedError,
     LuaSyntaxError,
 )
-from ._importer import LuaModule, install, installed, loads, lua_functions, lua_modules, uninstall
+from ._importer import (
+    LuaModule,
+    LuaModuleInfo,
+    install,
+    installed,
+    iter_modules,
+    loads,
+    lua_functions,
+    lua_modules,
+    lua_modules_of,
+    uninstall,
+)
 from ._runtime import LuaFunction
 from ._stubs import write_stubs
 
@@ -35,12 +46,14 @@ __all__ = [
     "LuaGlobalError",
     "LuaLinkError",
     "LuaModule",
+    "LuaModuleInfo",
     "LuaNotLoadedError",
     "LuaSyntaxError",
     "bind",
     "check",
     "install",
     "installed",
+    "iter_modules",
     "loads",
     "uninstall",
     "write_stubs",
@@ -50,16 +63,18 @@ __all__ = [
 def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
     """Load scripts on ``client`` in one round trip, before the first call needs them.
 
-    ``targets`` are Lua modules or single functions; with none, every Lua
-    module imported so far.  Returns ``{qualified name: sha}`` for what was
-    loaded (awaitable with an asyncio client).  Calls load on demand anyway;
-    binding up front moves that cost to start-up and reports compile errors
-    there.
+    ``targets`` are packages, Lua modules or single functions; a package
+    stands for every Lua module under it (:func:`iter_modules`), imported
+    here if it was not yet.  With no targets, every Lua module imported so
+    far.  Returns ``{qualified name: sha}`` for what was loaded (awaitable
+    with an asyncio client).  Calls load on demand anyway; binding up front
+    moves that cost to start-up and reports compile errors there.
     """
     functions: list[LuaFunction] = []
     for target in targets or tuple(lua_modules()):
         if isinstance(target, LuaFunction):
             functions.append(target)
         else:
-            functions.extend(lua_functions(target))
+            for module in lua_modules_of([target]):
+                functions.extend(lua_functions(module))
     return _runtime.bind(client, functions)

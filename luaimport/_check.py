@@ -17,14 +17,13 @@ declaration to accept when a script targets only those.
 from __future__ import annotations
 
 import difflib
-import importlib
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _globals
 from ._errors import LuaGlobalError, LuaLinkError, LuaSyntaxError
-from ._importer import LuaModule, lua_functions, lua_module_names
+from ._importer import lua_functions, lua_modules_of
 from ._linker import PRELUDE, Linked, Origin
 from ._protocol import compile_error
 from ._runtime import LuaFunction
@@ -49,7 +48,11 @@ def check(*targets: types.ModuleType, globals: Iterable[str] = ()) -> list[Probl
     extra = frozenset(globals)
     compiler = _Compiler()
     problems: dict[tuple[object, ...], Problem] = {}
-    for module in _modules(targets, problems):
+
+    def failed(exc: LuaSyntaxError | LuaLinkError) -> None:
+        problems.setdefault((exc.filename, exc.lineno, str(exc)), exc)
+
+    for module in lua_modules_of(targets, failed):
         for function in lua_functions(module):
             try:
                 linked = function.linked
@@ -165,22 +168,3 @@ class _Declarations:
         else:
             section = unit.functions[origin.function.rpartition(".")[2]]
         return frozenset((*unit.globals, *section.globals))
-
-
-def _modules(
-    targets: tuple[types.ModuleType, ...], problems: dict[tuple[object, ...], Problem]
-) -> list[LuaModule]:
-    modules: list[LuaModule] = []
-    for target in targets:
-        if isinstance(target, LuaModule):
-            modules.append(target)
-            continue
-        for name in lua_module_names(target):
-            try:
-                module = importlib.import_module(name)
-            except (LuaSyntaxError, LuaLinkError) as exc:
-                problems.setdefault((exc.filename, exc.lineno, str(exc)), exc)
-            else:
-                if isinstance(module, LuaModule):
-                    modules.append(module)
-    return modules

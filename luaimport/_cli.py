@@ -31,7 +31,7 @@ import redis
 
 from ._check import check
 from ._errors import LuaGlobalError, LuaLinkError, LuaSyntaxError
-from ._importer import _UNIT, LuaModule, install, lua_functions, lua_module_names, resolve_module
+from ._importer import _UNIT, LuaModule, install, lua_functions, lua_modules_of, resolve_module
 from ._linker import Linked, Origin, resolve
 from ._protocol import map_error
 from ._runtime import LuaFunction
@@ -219,20 +219,7 @@ def _lua_modules(
 
     A module that fails to import raises, or with ``problems`` is added there.
     """
-    modules: dict[str, LuaModule] = {}
-    for target in targets:
-        names = [target.__name__] if isinstance(target, LuaModule) else lua_module_names(target)
-        for name in names:
-            try:
-                module = importlib.import_module(name)
-            except (LuaSyntaxError, LuaLinkError) as exc:
-                if problems is None:
-                    raise
-                problems.append(exc)
-                continue
-            if isinstance(module, LuaModule):
-                modules.setdefault(name, module)
-    return list(modules.values())
+    return lua_modules_of(targets, None if problems is None else problems.append)
 
 
 def _function(spec: str) -> LuaFunction:

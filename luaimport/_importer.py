@@ -16,15 +16,18 @@ import importlib.abc
 import importlib.util
 import linecache
 import os
+import pkgutil
 import sys
 import threading
 import types
+import zipfile
 import zipimport
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.machinery import ModuleSpec, PathFinder
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _linker, _runtime
+from ._errors import LuaLinkError, LuaSyntaxError
 from ._runtime import LuaFunction, make_function
 from ._sections import Unit, parse
 from ._source import decode
@@ -79,21 +82,130 @@ def lua_modules() -> list[LuaModule]:
     return [m for m in list(sys.modules.values()) if isinstance(m, LuaModule)]
 
 
-def lua_module_names(package: types.ModuleType) -> list[str]:
-    """Names of the ``.lua`` files under a package's directories (``pkgutil`` cannot see them)."""
+class LuaModuleInfo(NamedTuple):
+    """A Lua module found by :func:`iter_modules`, not imported."""
+
+    #: the dotted module name, e.g. ``'mypkg.sub.counters'``
+    name: str
+    #: its ``.lua`` file, as the module's ``__file__`` will be (inside a zip: ``archive.zip/pkg/mod.lua``)
+    path: str
+
+
+def iter_modules(package: types.ModuleType) -> Iterator[LuaModuleInfo]:
+    """The Lua modules of a package at any depth, without importing them (``pkgutil`` cannot see them).
+
+    Yields :class:`LuaModuleInfo` ``(name, path)`` tuples, depth first in
+    name order, for what ``import`` would give as a Lua module: every
+    ``.lua`` file under the package's ``__path__`` (all portions of a
+    namespace package; directories and zip archives alike), through
+    subpackages and namespace subdirectories.  The finder decides each
+    name, so a ``.lua`` file shadowed by a ``.py`` module or a package of
+    the same name is left out, as import leaves it out.  Subpackages'
+    ``__init__`` modules are not run.  Raises :class:`TypeError` for
+    anything but a package.
+    """
     paths = getattr(package, "__path__", None)
     if paths is None:
+        if isinstance(package, LuaModule):
+            raise TypeError(f"{package.__name__!r} is a Lua module, not a package")
         raise TypeError(f"{package.__name__!r} is neither a Lua module nor a package")
-    names: list[str] = []
-    for root in paths:
-        for directory, subdirs, files in os.walk(root):
-            subdirs[:] = sorted(d for d in subdirs if d.isidentifier())
-            prefix = os.path.relpath(directory, root).replace(os.sep, ".")
-            base = package.__name__ if prefix == "." else f"{package.__name__}.{prefix}"
-            names.extend(
-                f"{base}.{f[:-4]}" for f in sorted(files) if f.endswith(".lua") and f[:-4].isidentifier()
-            )
-    return names
+    return _walk(package.__name__, list(paths), set())
+
+
+def _walk(prefix: str, locations: list[str], seen: set[str]) -> Iterator[LuaModuleInfo]:
+    candidates: set[str] = set()
+    for location in locations:
+        real = os.path.realpath(location)
+        if real in seen:  # a symlink loop, or the same directory reached twice
+            continue
+        seen.add(real)
+        for name, is_dir in _entries(location):
+            if is_dir:
+                leaf = name
+            elif name.endswith(".lua"):
+                leaf = name[:-4]
+            else:
+                continue
+            if leaf.isidentifier() and leaf != "__pycache__":
+                candidates.add(leaf)
+    for leaf in sorted(candidates):
+        fullname = f"{prefix}.{leaf}"
+        # the rule LuaFinder.find_spec follows: Python's modules and packages first, then a .lua
+        # file, then a namespace package; asked of each location's own finder, as PathFinder asks,
+        # since PathFinder.find_spec needs a namespace package's parent imported
+        python, portions = _python_spec(fullname, locations)
+        if python is not None:
+            if python.submodule_search_locations is not None:
+                yield from _walk(fullname, list(python.submodule_search_locations), seen)
+            continue
+        for location in locations:
+            found = _find_in_entry(location, leaf + ".lua")
+            if found is not None:
+                yield LuaModuleInfo(fullname, found[0])
+                break
+        else:
+            if portions:
+                yield from _walk(fullname, portions, seen)
+
+
+def _python_spec(fullname: str, locations: list[str]) -> tuple[ModuleSpec | None, list[str]]:
+    """What ``PathFinder`` finds for ``fullname``: a spec with a loader, else namespace portions."""
+    portions: list[str] = []
+    for location in locations:
+        finder = pkgutil.get_importer(location)
+        spec = finder.find_spec(fullname) if finder is not None and hasattr(finder, "find_spec") else None
+        if spec is None:
+            continue
+        if spec.loader is not None:
+            return spec, []
+        portions.extend(spec.submodule_search_locations or ())
+    return None, portions
+
+
+def _entries(location: str) -> Iterator[tuple[str, bool]]:
+    """``(name, is a directory)`` for what a package directory holds, on disk or inside a zip archive."""
+    if os.path.isdir(location):
+        with os.scandir(location) as found:
+            yield from ((entry.name, entry.is_dir()) for entry in found)
+        return
+    importer = pkgutil.get_importer(location)
+    if not isinstance(importer, zipimport.zipimporter):
+        return
+    inside = importer.prefix.replace(os.sep, "/")
+    with zipfile.ZipFile(importer.archive) as archive:
+        names = archive.namelist()
+    # archives need not hold entries for their directories: a directory is any path's first part
+    for name in names:
+        if name.startswith(inside):
+            first, slash, _ = name[len(inside) :].partition("/")
+            if first:
+                yield first, bool(slash)
+
+
+def lua_modules_of(
+    targets: Iterable[types.ModuleType], failed: Callable[[LuaSyntaxError | LuaLinkError], None] | None = None
+) -> list[LuaModule]:
+    """Lua modules themselves, and every Lua module of packages (:func:`iter_modules`), imported.
+
+    Each module once, in order.  A module that fails to import raises, or,
+    given ``failed``, is passed to it and left out.
+    """
+    modules: dict[str, LuaModule] = {}
+    for target in targets:
+        if isinstance(target, LuaModule):
+            modules.setdefault(target.__name__, target)
+            continue
+        for info in iter_modules(target):
+            try:
+                module = importlib.import_module(info.name)
+            except (LuaSyntaxError, LuaLinkError) as exc:
+                if failed is None:
+                    raise
+                failed(exc)
+                continue
+            if isinstance(module, LuaModule):
+                modules.setdefault(info.name, module)
+    return list(modules.values())
 
 
 def resolve_module(name: str) -> Unit:

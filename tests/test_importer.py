@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import importlib.util
 import linecache
 import subprocess
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import pytest
 from _threads import run_in_threads
+from _zips import make_zip
 
 import luaimport
 from luaimport import LuaLinkError, LuaModule, LuaSyntaxError
@@ -174,12 +175,7 @@ def test_unknown_attribute_names_the_module() -> None:
 
 
 def _make_zip(tmp_path: Path) -> Path:
-    archive = tmp_path / "scripts.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted((FIXTURES / "zipsrc").rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(FIXTURES / "zipsrc").as_posix())
-    return archive
+    return make_zip(FIXTURES / "zipsrc", tmp_path / "scripts.zip")
 
 
 def test_zip_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,6 +190,149 @@ def test_zip_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert zmod.__loader__.get_source("zpkg.zmod").startswith("-- Imported from a zip")
     assert linecache.getline(zmod.__file__, 3) == 'return "zipped " .. ARGV[1]\n'
     assert zmarkerless.__file__ == str(archive / "zmarkerless.lua")
+
+
+def test_zip_import_of_modules_in_a_subpackage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _make_zip(tmp_path)
+    monkeypatch.syspath_prepend(str(archive))
+    import zpkg.zsub.zdeep as zdeep
+
+    assert zdeep.__file__ == str(archive / "zpkg" / "zsub" / "zdeep.lua")
+    assert 'return "zpkg.zsub.zdeep"' in zdeep.where.script
+
+
+def test_iter_modules_lists_what_import_would_load_without_importing() -> None:
+    import walkpkg
+
+    found = list(luaimport.iter_modules(walkpkg))
+    assert all(type(info) is luaimport.LuaModuleInfo for info in found)
+    assert [info.name for info in found] == [
+        "walkpkg.a",
+        "walkpkg.both",  # both.lua wins over the namespace directory both/
+        "walkpkg.nsdir.b",  # namespace subdirectories, at any depth
+        "walkpkg.nsdir.deeper.c",
+        "walkpkg.regular.d",  # a regular subpackage
+    ]
+    assert found[0].path == str(FIXTURES / "walkpkg" / "a.lua")
+    assert not [name for name in sys.modules if name.startswith("walkpkg.")]  # nothing imported
+    for info in found:
+        module = importlib.import_module(info.name)
+        assert isinstance(module, LuaModule)
+        assert module.__file__ == info.path
+    # what it leaves out, import does not load as Lua either
+    assert not isinstance(importlib.import_module("walkpkg.py_wins"), LuaModule)
+    assert not isinstance(importlib.import_module("walkpkg.py_wins_dir"), LuaModule)
+    for hidden in ("walkpkg.both.hidden", "walkpkg.py_wins_dir.e"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(hidden)
+
+
+def test_iter_modules_of_a_namespace_package() -> None:
+    import lins
+
+    assert list(luaimport.iter_modules(lins)) == [
+        ("lins.deep.nsmod", str(FIXTURES / "lins" / "deep" / "nsmod.lua"))
+    ]
+
+
+def test_iter_modules_across_namespace_portions_lists_what_import_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for root, names in (("first", ["one", "same"]), ("second", ["same", "two"])):
+        (tmp_path / root / "portions").mkdir(parents=True)
+        for name in names:
+            (tmp_path / root / "portions" / f"{name}.lua").write_text(f"--@function f\nreturn '{root}'\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "second"))
+    monkeypatch.syspath_prepend(str(tmp_path / "first"))
+    import portions  # type: ignore[import-not-found]
+
+    found = list(luaimport.iter_modules(portions))
+    assert found == [
+        ("portions.one", str(tmp_path / "first" / "portions" / "one.lua")),
+        ("portions.same", str(tmp_path / "first" / "portions" / "same.lua")),  # the first portion wins
+        ("portions.two", str(tmp_path / "second" / "portions" / "two.lua")),
+    ]
+    assert importlib.import_module("portions.same").__file__ == found[1].path
+
+
+def test_iter_modules_lists_each_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "looped").mkdir()
+    (tmp_path / "looped" / "__init__.py").write_text("")
+    (tmp_path / "looped" / "a.lua").write_text("--@function f\nreturn 1\n")
+    (tmp_path / "looped" / "again").symlink_to(tmp_path / "looped", target_is_directory=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import looped  # type: ignore[import-not-found]
+
+    assert [info.name for info in luaimport.iter_modules(looped)] == ["looped.a"]
+
+
+def test_iter_modules_refuses_what_is_not_a_package() -> None:
+    import lipkg.basic
+    import lipkg.shadowed
+
+    with pytest.raises(TypeError, match=r"'lipkg.basic' is a Lua module, not a package"):
+        luaimport.iter_modules(lipkg.basic)
+    with pytest.raises(TypeError, match=r"'lipkg.shadowed' is neither a Lua module nor a package"):
+        luaimport.iter_modules(lipkg.shadowed)
+
+
+def test_iter_modules_in_a_zip_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _make_zip(tmp_path)
+    monkeypatch.syspath_prepend(str(archive))
+    import zpkg
+
+    found = list(luaimport.iter_modules(zpkg))
+    assert found == [
+        ("zpkg.zmod", str(archive / "zpkg" / "zmod.lua")),
+        ("zpkg.zother", str(archive / "zpkg" / "zother.lua")),
+        ("zpkg.zsub.zdeep", str(archive / "zpkg" / "zsub" / "zdeep.lua")),
+    ]
+    assert not [name for name in sys.modules if name.startswith("zpkg.")]
+    for info in found:
+        assert importlib.import_module(info.name).__file__ == info.path
+
+
+@pytest.mark.parametrize("directories", [True, False], ids=["with-directory-entries", "files-only"])
+def test_iter_modules_in_a_zip_sees_namespace_directories_as_import_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directories: bool
+) -> None:
+    archive = make_zip(FIXTURES, tmp_path / "tree.zip", directories=directories)
+    monkeypatch.syspath_prepend(str(archive))
+    import walkpkg
+
+    assert walkpkg.__file__ == str(archive / "walkpkg" / "__init__.py")
+    found = [info.name for info in luaimport.iter_modules(walkpkg)]
+    # zipimport finds a namespace package only through its directory's own entry in the archive
+    namespaced = ["walkpkg.nsdir.b", "walkpkg.nsdir.deeper.c"]
+    assert found == ["walkpkg.a", "walkpkg.both", *(namespaced if directories else []), "walkpkg.regular.d"]
+    for name in namespaced:
+        if directories:
+            assert importlib.import_module(name).__file__.startswith(str(archive))
+        else:
+            with pytest.raises(ModuleNotFoundError):
+                importlib.import_module(name)
+
+
+def test_importlib_resources_work_in_packages_with_lua_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lins
+    import lins.deep.nsmod
+    import lipkg
+    import lipkg.basic as basic
+
+    package = importlib.resources.files(lipkg)
+    assert package.joinpath("basic.lua").read_text(encoding="utf-8") == Path(basic.__file__).read_text()
+    assert {"__init__.py", "basic.lua", "single.lua"} <= {item.name for item in package.iterdir()}
+    nsmod = importlib.resources.files(lins) / "deep" / "nsmod.lua"
+    assert nsmod.read_bytes() == Path(lins.deep.nsmod.__file__).read_bytes()
+
+    monkeypatch.syspath_prepend(str(_make_zip(tmp_path)))
+    import zpkg.zmod as zmod
+
+    zipped = importlib.resources.files("zpkg")
+    assert zipped.joinpath("zmod.lua").read_text(encoding="utf-8") == zmod.__loader__.get_source("zpkg.zmod")
+    assert sorted(item.name for item in zipped.iterdir()) == ["__init__.py", "zmod.lua", "zother.lua", "zsub"]
 
 
 def test_reload_rereads_and_drops_removed_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

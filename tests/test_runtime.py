@@ -6,6 +6,7 @@ import asyncio
 import enum
 import gc
 import importlib
+import sys
 import threading
 import weakref
 from pathlib import Path
@@ -14,11 +15,14 @@ import pytest
 import redis
 import redis.asyncio
 from _threads import run_in_threads
+from _zips import make_zip
 
 import luaimport
 from luaimport import LuaArgumentError, LuaError, LuaSyntaxError
 
 pytestmark = pytest.mark.usefixtures("import_state")
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_lua_call_readme_example(client: redis.Redis, text_client: redis.Redis) -> None:
@@ -279,6 +283,46 @@ def test_bind_named_modules_and_functions_only(client: redis.Redis) -> None:
 
     loaded = luaimport.bind(client, single, basic.factorial)
     assert loaded == {"lipkg.single": single.sha, "lipkg.basic.factorial": basic.factorial.sha}
+
+
+def test_bind_a_package_imports_and_loads_its_lua_modules(client: redis.Redis) -> None:
+    import lipkg
+
+    assert "lipkg.strings" not in sys.modules
+    loaded = luaimport.bind(client, lipkg)
+    modules = [importlib.import_module(info.name) for info in luaimport.iter_modules(lipkg)]
+    expected = {f.__qualname__: f.sha for m in modules for f in luaimport.lua_functions(m)}
+    assert "lipkg.strings.texts" in expected and "lipkg.single" in expected
+    assert loaded == expected
+    assert all(client.script_exists(*loaded.values()))
+
+
+def test_bind_a_package_in_a_zip_archive(
+    client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(make_zip(FIXTURES / "zipsrc", tmp_path / "scripts.zip")))
+    import zpkg
+
+    loaded = luaimport.bind(client, zpkg)
+    assert sorted(loaded) == [
+        "zpkg.zmod.greet",
+        "zpkg.zmod.via_other",
+        "zpkg.zother.echo",
+        "zpkg.zsub.zdeep.where",
+    ]
+    assert all(client.script_exists(*loaded.values()))
+    from zpkg import zmod
+
+    client.config_resetstat()
+    assert zmod.via_other(client, [], ["hi"]) == b"hi"
+    assert "cmdstat_script|load" not in client.info("commandstats")  # bound: no load on first call
+
+
+def test_bind_refuses_a_plain_module(client: redis.Redis) -> None:
+    import lipkg.shadowed
+
+    with pytest.raises(TypeError, match="neither a Lua module nor a package"):
+        luaimport.bind(client, lipkg.shadowed)
 
 
 def test_bind_reports_a_compile_error_at_the_lua_line(client: redis.Redis) -> None:
