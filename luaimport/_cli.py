@@ -357,17 +357,7 @@ def _describe_module(module: LuaModule) -> dict[str, Any]:
 
 def _written(params: Any) -> list[str] | None:
     """Declared names as written in the directive (``name?``, ``name...``); ``None`` if undeclared."""
-    if params is None:
-        return None
-    out = []
-    for i, name in enumerate(params.names):
-        if params.variadic and i == len(params.names) - 1:
-            out.append(f"{name}...")
-        elif i >= params.required:
-            out.append(f"{name}?")
-        else:
-            out.append(name)
-    return out
+    return None if params is None else params.written()
 
 
 def _show(options: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._errors import LuaArgumentError
 from ._protocol import Command, arguments
-from ._sections import Params
+from ._sections import OPTIONAL, REQUIRED, VARIADIC, Params
 
 _KEY = str | bytes
 _ARG = str | bytes | int | float
@@ -38,11 +38,11 @@ class Declared:
         for params, scalar in ((self.keys, _KEY), (self.args, _ARG)):
             if params is None:
                 continue
-            for i, name in enumerate(params.names):
-                if params.variadic and i == len(params.names) - 1:
+            for name, kind in params.kinds():
+                if kind == VARIADIC:
                     out.append((name, Sequence[scalar], ()))  # type: ignore[valid-type]
                 else:
-                    out.append((name, scalar, None if i >= params.required else inspect.Parameter.empty))
+                    out.append((name, scalar, None if kind == OPTIONAL else inspect.Parameter.empty))
         return out
 
     def signature(self) -> inspect.Signature:
@@ -103,10 +103,9 @@ class Declared:
                 f"{self.function}(): {what} given both as a list and by name; use one form"
             )
         values: list[Any] = []
-        last = len(params.names) - 1
-        for i, name in enumerate(params.names):
+        for i, (name, kind) in enumerate(params.kinds()):
             value = named.pop(name, None)
-            if params.variadic and i == last:
+            if kind == VARIADIC:
                 if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | None):
                     raise LuaArgumentError(
                         f"{self.function}(): {name}... takes a list or tuple, not {type(value).__name__}"
@@ -120,7 +119,7 @@ class Declared:
                         "in Lua, so optional ones can only be left out from the end"
                     )
                 values.append(value)
-            elif i < params.required:
+            elif kind == REQUIRED:
                 missing.append(f"{what[:-1]} {name!r}")
         return values
 
@@ -151,16 +150,7 @@ class Declared:
 
 def _written(params: Params) -> str:
     """The names as the directive wrote them."""
-    last = len(params.names) - 1
-    shown = []
-    for i, name in enumerate(params.names):
-        if params.variadic and i == last:
-            shown.append(f"{name}...")
-        elif i >= params.required:
-            shown.append(f"{name}?")
-        else:
-            shown.append(name)
-    return " ".join(shown) or "none"
+    return " ".join(params.written()) or "none"
 
 
 def _plural(n: int, word: str) -> str:

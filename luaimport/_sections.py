@@ -51,6 +51,10 @@ class CallRef:
     end: int
 
 
+REQUIRED, OPTIONAL, VARIADIC = "required", "optional", "variadic"
+_SUFFIXES = {REQUIRED: "", OPTIONAL: "?", VARIADIC: "..."}
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """The names a ``--@keys`` or ``--@args`` line declares, in KEYS or ARGV order.
@@ -64,6 +68,18 @@ class Params:
     required: int
     variadic: bool
     line: int
+
+    def kinds(self) -> list[tuple[str, str]]:
+        """Each name with how it is given: ``required``, ``optional`` (``name?``) or ``variadic``."""
+        last = len(self.names) - 1
+        return [
+            (name, VARIADIC if self.variadic and i == last else REQUIRED if i < self.required else OPTIONAL)
+            for i, name in enumerate(self.names)
+        ]
+
+    def written(self) -> list[str]:
+        """The names as the directive writes them: ``name``, ``name?``, ``name...``."""
+        return [name + _SUFFIXES[kind] for name, kind in self.kinds()]
 
     @property
     def minimum(self) -> int:

@@ -47,6 +47,14 @@ def server_kwargs(client: redis.Redis) -> dict[str, object]:
 
 
 @pytest.fixture
+def server_url(server_kwargs: dict[str, object]) -> str:
+    """The test server as a URL, for subprocesses and other clients (a unix socket as ``unix://path``)."""
+    if "unix_socket_path" in server_kwargs:
+        return f"unix://{server_kwargs['unix_socket_path']}"
+    return f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
+
+
+@pytest.fixture
 def text_client(server_kwargs: dict[str, object]) -> Iterator[redis.Redis]:
     text = redis.Redis(decode_responses=True, **server_kwargs)  # type: ignore[arg-type]
     yield text

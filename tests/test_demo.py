@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import redis
+from _servers import flags_supported
 
 EXPECTED = [
     "counters.incr(counter=hits, by=41)           -> 42",
@@ -50,19 +51,11 @@ def test_demo_on_an_embedded_valkey() -> None:
         assert line in out
 
 
-def test_demo_against_redis_url_twice_prints_the_same(
-    client: redis.Redis, server_kwargs: dict[str, object]
-) -> None:
-    if "unix_socket_path" in server_kwargs:
-        url = f"unix://{server_kwargs['unix_socket_path']}"
-    else:
-        url = f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
-    env = {**os.environ, "REDIS_URL": url}
+def test_demo_against_redis_url_twice_prints_the_same(client: redis.Redis, server_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": server_url}
     first, second = run_demo(env), run_demo(env)
     assert first == second
-    info = client.info("server")
-    flags = "valkey_version" in info or int(info["redis_version"].split(".")[0]) >= 7
-    for line in EXPECTED + (WITH_FLAGS if flags else WITHOUT_FLAGS):
+    for line in EXPECTED + (WITH_FLAGS if flags_supported(client) else WITHOUT_FLAGS):
         assert line in first
 
 

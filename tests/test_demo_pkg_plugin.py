@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import redis
+from _servers import flags_supported
 
 DEMO_TESTS = Path(__file__).parent.parent / "demo_pkg" / "tests"
 
@@ -43,18 +44,11 @@ def test_demo_pkg_tests_pass_on_the_plugins_embedded_valkey() -> None:
     run_demo_tests()
 
 
-def test_demo_pkg_tests_pass_against_a_given_server(
-    client: redis.Redis, server_kwargs: dict[str, object]
-) -> None:
-    if "unix_socket_path" in server_kwargs:
-        url = f"unix://{server_kwargs['unix_socket_path']}"
-    else:
-        url = f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
-    info = client.info("server")
-    if "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7:
-        run_demo_tests("--luaimport-url", url)
+def test_demo_pkg_tests_pass_against_a_given_server(client: redis.Redis, server_url: str) -> None:
+    if flags_supported(client):
+        run_demo_tests("--luaimport-url", server_url)
     else:  # binding demo_pkg meets ratelimit.remaining's --@readonly: the clear error, at its line
-        done = demo_session("--luaimport-url", url)
+        done = demo_session("--luaimport-url", server_url)
         assert done.returncode == 1, done.stdout + done.stderr
         clear = "ratelimit.lua:56 in demo_pkg.ratelimit.remaining: the function declares script flags"
         assert clear in done.stdout

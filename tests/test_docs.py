@@ -53,14 +53,8 @@ def _version(client: redis.Redis) -> int:
 
 
 @pytest.mark.parametrize("guide", GUIDES)
-def test_guide_code_runs_as_shown(
-    guide: str, tmp_path: Path, client: redis.Redis, server_kwargs: dict[str, object]
-) -> None:
-    if "unix_socket_path" in server_kwargs:
-        url = f"unix://{server_kwargs['unix_socket_path']}"
-    else:
-        url = f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"REDIS_URL": url}
+def test_guide_code_runs_as_shown(guide: str, tmp_path: Path, client: redis.Redis, server_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"REDIS_URL": server_url}
     version = _version(client)
     ran = 0
     for kind, first, second in steps((DOCS / guide).read_text(encoding="utf-8")):

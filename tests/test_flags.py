@@ -22,6 +22,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from _cluster import Cluster
+from _servers import flags_supported
 from redis.cluster import RedisCluster
 
 import luaimport
@@ -51,12 +52,6 @@ def directive_line(function: str) -> int:
     number = line(f"--@function {function}") + 1
     assert READS_LINES[number - 1].startswith(("--@readonly", "--@flags"))
     return number
-
-
-def flags_supported(client: Any) -> bool:
-    """Whether the server reads script flags: Valkey (7.2 and later) and Redis 7+; not Redis 6.2."""
-    info = client.info("server")
-    return "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
 
 
 def assert_unsupported(error: BaseException, function: str) -> None:

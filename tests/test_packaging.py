@@ -154,7 +154,11 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_the_installed_wheel_imports_and_runs_its_lua_modules(
-    dists: dict[str, Path], tmp_path: Path, client: redis.Redis, server_kwargs: dict[str, object]
+    dists: dict[str, Path],
+    tmp_path: Path,
+    client: redis.Redis,
+    server_kwargs: dict[str, object],
+    server_url: str,
 ) -> None:
     python, purelib = _fresh_venv(tmp_path / "venv")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps"]
@@ -170,14 +174,12 @@ def test_the_installed_wheel_imports_and_runs_its_lua_modules(
     assert client.get("pkg:hits") == b"42"
 
     # the demo runs from the installed copy, against the test server
-    url = f"unix://{server_kwargs['unix_socket_path']}" if "unix_socket_path" in server_kwargs else None
-    url = url or f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
     done = subprocess.run(
         [str(python), "-m", "demo_pkg"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**_clean_env(), "REDIS_URL": url},
+        env={**_clean_env(), "REDIS_URL": server_url},
         timeout=60,
         check=False,
     )

@@ -38,14 +38,6 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-@pytest.fixture
-def server_url(server_kwargs: dict[str, object]) -> str:
-    """The URL of this suite's test server (a real one, as every server here)."""
-    if "unix_socket_path" in server_kwargs:
-        return f"unix://{server_kwargs['unix_socket_path']}"
-    return f"redis://{server_kwargs['host']}:{server_kwargs['port']}/0"
-
-
 def test_the_plugin_is_opt_in(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

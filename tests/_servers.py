@@ -1,0 +1,11 @@
+"""What the server under test can do, asked of the server itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def flags_supported(client: Any) -> bool:
+    """Whether the server reads script flags and knows EVALSHA_RO: Valkey, and Redis 7+; not Redis 6.2."""
+    info = client.info("server")
+    return "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
