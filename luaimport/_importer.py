@@ -78,8 +78,13 @@ def lua_functions(module: types.ModuleType) -> list[LuaFunction]:
 
 
 def lua_modules() -> list[LuaModule]:
-    """The Lua modules imported so far, in import order."""
-    return [m for m in list(sys.modules.values()) if isinstance(m, LuaModule)]
+    """The Lua modules imported so far, in import order (not those another thread is importing)."""
+    return [m for m in list(sys.modules.values()) if isinstance(m, LuaModule) and not _initializing(m)]
+
+
+def _initializing(module: types.ModuleType) -> bool:
+    """Whether the import system is still executing ``module`` (it is in ``sys.modules`` meanwhile)."""
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
 class LuaModuleInfo(NamedTuple):
@@ -209,9 +214,15 @@ def lua_modules_of(
 
 
 def resolve_module(name: str) -> Unit:
-    """A :data:`_linker.Resolver` over the import system: imports ``name`` if needed."""
+    """A :data:`_linker.Resolver` over the import system: imports ``name`` if needed.
+
+    A module still being imported goes through the import system too, which
+    waits for another thread's import to finish (``sys.modules`` holds the
+    module, not yet populated, from the start of that import), and hands a
+    CALL cycle within one thread the module as it is, its unit already set.
+    """
     module = sys.modules.get(name)
-    if module is None:
+    if module is None or _initializing(module):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -219,6 +230,13 @@ def resolve_module(name: str) -> Unit:
                 raise
             hint = "" if installed() else " (luaimport.install() has not been called)"
             raise LookupError(f"no module named {name!r}{hint}") from None
+        except RuntimeError as exc:
+            # importlib's _DeadlockError: two threads each importing a module that CALLs the other's.
+            # The import system then takes the module as it is (its unit is set: the thread
+            # importing it waits in its CALL checks), and so does this.
+            module = sys.modules.get(name)
+            if type(exc).__name__ != "_DeadlockError" or module is None:
+                raise
     unit: Unit | None = module.__dict__.get(_UNIT)
     if unit is None:
         raise LookupError(f"{name} is not a Lua module ({module.__dict__.get('__file__')})")
@@ -272,7 +290,7 @@ class LuaLoader(importlib.abc.Loader):
         return LuaModule(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        with _ImportTransaction():
+        with _ImportTransaction(module):
             populate(module, self.get_data(self.path), self.path)
 
     def get_filename(self, fullname: str | None = None) -> str:
@@ -300,25 +318,33 @@ class _ImportTransaction:
     """Undo a failed import whole: Lua modules it imported along the way go too.
 
     Those modules may hold references into the module that failed, so keeping
-    them would leave something half-made in ``sys.modules``.
+    them would leave something half-made in ``sys.modules``.  Only modules
+    this thread executed for the failed import go: other threads import
+    their own modules meanwhile, which must stay (one module object per name).
     """
 
     _local = threading.local()
 
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+
     def __enter__(self) -> None:
-        self.outermost = not getattr(self._local, "active", False)
-        if self.outermost:
-            self._local.active = True
-            self.before = set(sys.modules)
+        made: list[types.ModuleType] | None = getattr(self._local, "made", None)
+        self.outermost = made is None
+        if made is None:
+            made = self._local.made = []
+        if _UNIT not in self.module.__dict__:  # new, not a reload (a failed reload restores the module)
+            made.append(self.module)
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
         if not self.outermost:
             return
-        self._local.active = False
+        made: list[types.ModuleType] = self._local.made
+        self._local.made = None
         if exc is not None:
-            for name in set(sys.modules) - self.before:
-                if isinstance(sys.modules.get(name), LuaModule):
-                    del sys.modules[name]
+            for module in made:
+                if sys.modules.get(module.__name__) is module:
+                    del sys.modules[module.__name__]
 
 
 def _is_module_name(name: object) -> bool:
@@ -425,6 +451,6 @@ def loads(source: str | bytes, name: str, filename: str | None = None) -> LuaMod
         raise ValueError(f"luaimport.loads(): {problem}")
     module = LuaModule(name)
     module.__file__ = filename or f"<luaimport {name}>"
-    with _ImportTransaction():
+    with _ImportTransaction(module):
         populate(module, source, module.__file__)
     return module

@@ -147,7 +147,9 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     Valkey 8+ evict.  Nothing is asked first (a ``SCRIPT EXISTS`` would race
     with other clients).  The ``EVAL``'s reply is the call's: if the load
     failed and the EVAL ran (an ACL without ``SCRIPT``), the call succeeded.
-    Every other failure is raised, located in the source.
+    Every other failure is raised, located in the source.  An error of the
+    retry that is not the script's (a lost connection, or ``NOPERM`` for a
+    user without ``EVAL``) says in a note that the call was being healed.
     """
     try:
         if not _cache_miss(failure):
@@ -155,14 +157,15 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     finally:
         del failure  # a traceback may hold this frame: holding the error too would make a cycle
     run = ("EVAL_RO" if linked.readonly else "EVAL", linked.script, *command[2:])
+    healing = f"(while running {linked.qualname} by its text: the server's cache missed it)"
     try:
         _, reply = _detached((yield [("SCRIPT LOAD", linked.script), run]))
     except BaseException as exc:
-        exc.add_note(f"(while running {linked.qualname} by its text: the server's cache missed it)")
+        exc.add_note(healing)
         raise
     if isinstance(reply, Exception):
         try:
-            _raise_located(linked, reply)
+            _raise_located(linked, reply, healing)
         finally:
             del reply  # as above: no cycle through this frame
     return reply
@@ -176,11 +179,14 @@ def load(linked: Linked) -> Protocol[None]:
         _raise_located(linked, exc)
 
 
-def _raise_located(linked: Linked, exc: Exception) -> NoReturn:
-    """Raise ``exc`` located in the source; an error passed through keeps its own cause and context."""
+def _raise_located(linked: Linked, exc: Exception, note: str | None = None) -> NoReturn:
+    """Raise ``exc`` located in the source; an error passed through keeps its own cause and context,
+    and gets ``note``, if any."""
     located = map_error(linked, exc)
     try:
         if located is exc:
+            if note is not None:
+                exc.add_note(note)
             raise exc
         raise located from None
     finally:

@@ -57,6 +57,7 @@ def _wait(what: str, ready: object, timeout: float = 30.0) -> None:
 class Node:
     port: int
     process: subprocess.Popen[bytes]
+    argv: list[str] = field(default_factory=list)  # how it was started, to start it again
     client: redis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,11 +82,15 @@ class Cluster:
         return self.primaries[0].port
 
     @classmethod
-    def start(cls, binary: str, directory: Path, primaries: int = 3, replicas: int = 1) -> Cluster:
+    def start(
+        cls, binary: str, directory: Path, primaries: int = 3, replicas: int = 1, persistent: bool = False
+    ) -> Cluster:
+        """Start and form a cluster; ``persistent`` nodes keep an append-only file synced before every
+        reply, so that a node killed and started again (:meth:`restart`) has every acknowledged write."""
         nodes: list[Node] = []
         try:
             for _ in range(primaries * (1 + replicas)):
-                nodes.append(_spawn(binary, directory))
+                nodes.append(_spawn(binary, directory, persistent))
             for node in nodes:
                 _wait(f"port {node.port}", node.client.ping)
             cluster = cls(nodes[:primaries], nodes[primaries:])
@@ -136,6 +141,20 @@ class Cluster:
         self.replicas[self.replicas.index(replica)] = primary
         return replica
 
+    def restart(self, node: Node, down: float) -> None:
+        """Kill ``node`` (SIGKILL), leave it down ``down`` seconds, start it again from its own directory
+        (its ``nodes.conf``, and its data if persistent), and wait until the cluster is whole again.
+
+        ``down`` must stay well below the node timeout (5 s), so that no replica takes over meanwhile.
+        """
+        node.process.send_signal(signal.SIGKILL)
+        node.process.wait(10)
+        time.sleep(down)
+        node.process = subprocess.Popen(node.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(f"port {node.port}", lambda: _up(node.client))
+        for other in self.nodes:
+            _wait("cluster_state:ok", lambda c=other.client: c.cluster("info")["cluster_state"] == "ok")
+
     def replicas_listed(self) -> None:
         """Wait until CLUSTER SLOTS lists every replica: Redis 7 hides those that never replicated a write.
 
@@ -165,28 +184,33 @@ def _covered(client: redis.Redis) -> int:
     return sum(int(entry[1]) - int(entry[0]) + 1 for entry in slots)
 
 
-def _spawn(binary: str, directory: Path) -> Node:
+def _up(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.BusyLoadingError:  # still reading its data
+        return False
+
+
+def _spawn(binary: str, directory: Path, persistent: bool = False) -> Node:
     port = _free_port()
     workdir = directory / str(port)
     workdir.mkdir(parents=True)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", "5000",
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--repl-diskless-sync-delay", "0",
-            "--logfile", "server.log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    return Node(port, process)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    argv = [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", "5000",
+        "--dir", str(workdir),
+        "--save", "",
+        *persistence,
+        "--repl-diskless-sync-delay", "0",
+        "--logfile", "server.log",
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Node(port, process, argv)
 
 
 def _stop(node: Node) -> None:

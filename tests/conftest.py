@@ -29,6 +29,12 @@ redis_proc = factories.redis_proc(executable=SERVER, port=None)
 redisdb = factories.redisdb("redis_proc")
 
 
+@pytest.fixture(scope="session")
+def server_binary() -> str:
+    """The server binary under test, for tests that run (and kill) a server process of their own."""
+    return SERVER
+
+
 @pytest.fixture
 def client(redisdb: redis.Redis) -> Iterator[redis.Redis]:
     """A client on a clean server: empty keyspace and empty script cache."""

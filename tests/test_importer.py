@@ -467,3 +467,117 @@ def test_same_source_gives_the_same_sha_in_another_process() -> None:
     sha, script = out.split("\n", 1)
     assert sha == even.start.sha
     assert script == even.start.script
+
+
+class _Held:
+    """Holds any thread that starts importing one of ``names`` inside the loader, until released.
+
+    The thread has begun the import (it holds the module lock, and the module is
+    in ``sys.modules``) but has not read the file: the window other threads race into.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+        self.names = names
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        read = luaimport._importer.LuaLoader.get_data
+
+        def get_data(loader: luaimport._importer.LuaLoader, path: str) -> bytes:
+            if loader.name in self.names:
+                self.inside.set()
+                assert self.release.wait(10), "the test never released the import"
+            return read(loader, path)
+
+        monkeypatch.setattr(luaimport._importer.LuaLoader, "get_data", get_data)
+
+    def start(self, name: str, results: dict[str, object]) -> threading.Thread:
+        def run() -> None:
+            try:
+                results[name] = importlib.import_module(name)
+            except BaseException as exc:  # checked by the test
+                results[name] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert self.inside.wait(10)
+        return thread
+
+
+def test_a_call_target_another_thread_is_importing_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "th_slow.lua").write_text("--@function f\nreturn 1\n")
+    (tmp_path / "th_user.lua").write_text("--@function g\nreturn CALL.th_slow.f(KEYS, ARGV) + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    held = _Held(monkeypatch, "th_slow")
+    results: dict[str, object] = {}
+    slow = held.start("th_slow", results)  # in sys.modules, not yet read
+    user = threading.Thread(target=lambda: results.setdefault("th_user", importlib.import_module("th_user")))
+    user.start()
+    user.join(0.2)
+    assert user.is_alive()  # waits for the other import, where it used to fail: "th_slow is not a Lua module"
+    held.release.set()
+    slow.join(10)
+    user.join(10)
+    assert isinstance(results["th_slow"], LuaModule)
+    assert results["th_user"] is sys.modules["th_user"]
+    assert "return 1" in sys.modules["th_user"].g.script
+
+
+def test_modules_calling_each_other_imported_from_two_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "th_ping.lua").write_text("--@function f\nreturn CALL.th_pong.g(KEYS, ARGV)\n")
+    (tmp_path / "th_pong.lua").write_text("--@function g\nreturn CALL.th_ping.f ~= nil\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    held = _Held(monkeypatch, "th_ping")
+    results: dict[str, object] = {}
+    ping = held.start("th_ping", results)
+    pong = threading.Thread(target=lambda: results.setdefault("th_pong", importlib.import_module("th_pong")))
+    pong.start()  # waits for th_ping; then th_ping waits for th_pong: the import system's deadlock case
+    pong.join(0.2)
+    held.release.set()
+    ping.join(10)
+    pong.join(10)
+    assert not ping.is_alive() and not pong.is_alive()
+    assert results["th_ping"] is sys.modules["th_ping"]
+    assert results["th_pong"] is sys.modules["th_pong"]
+
+
+def test_bind_passes_over_a_module_another_thread_is_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "th_half.lua").write_text("--@function f\nreturn 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lipkg.single
+
+    held = _Held(monkeypatch, "th_half")
+    results: dict[str, object] = {}
+    half = held.start("th_half", results)
+    try:
+        modules = luaimport.lua_modules()  # what bind(client) loads: it used to fail on th_half
+        assert lipkg.single in modules
+        assert sys.modules["th_half"] not in modules
+        assert all(luaimport.lua_functions(m) for m in modules)
+    finally:
+        held.release.set()
+        half.join(10)
+    assert results["th_half"] in luaimport.lua_modules()
+
+
+def test_a_failed_import_leaves_other_threads_modules_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "th_bad.lua").write_text("--@function f\nreturn CALL.th_nowhere.g(KEYS, ARGV)\n")
+    (tmp_path / "th_fine.lua").write_text("--@function f\nreturn 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    held = _Held(monkeypatch, "th_bad")
+    results: dict[str, object] = {}
+    bad = held.start("th_bad", results)  # its import is under way, and will fail
+    fine = importlib.import_module("th_fine")  # another thread's import, finished meanwhile
+    held.release.set()
+    bad.join(10)
+    assert isinstance(results["th_bad"], LuaLinkError)
+    assert "th_bad" not in sys.modules
+    assert sys.modules["th_fine"] is fine  # it used to be dropped with the failed import's modules
+    assert importlib.import_module("th_fine") is fine

@@ -192,6 +192,29 @@ def test_a_heal_is_one_round_trip() -> None:
     assert done.value.value == 1
 
 
+def test_an_error_of_the_heals_eval_says_the_call_was_being_healed() -> None:
+    """A user without EVAL gets NOPERM for a command it never named: a note says why EVAL was sent.
+    The server's error keeps its class and text; a script's own error, located, gets no note."""
+    one = luaimport.loads("--@function f\nreturn 1\n", "one")
+    linked = one.f.linked
+    miss = redis.exceptions.NoScriptError("No matching script.")
+    refused = redis.exceptions.NoPermissionError("User app has no permissions to run the 'eval' command")
+    protocol = luaimport._protocol.recover(linked, luaimport._protocol.evalsha(linked, (0,)), miss)
+    next(protocol)
+    with pytest.raises(redis.exceptions.NoPermissionError) as info:
+        protocol.send([refused, refused])  # SCRIPT LOAD and EVAL both refused
+    assert info.value is refused
+    assert info.value.__notes__ == ["(while running one.f by its text: the server's cache missed it)"]
+    failed = redis.exceptions.ResponseError(
+        "user_script:2: boom script: " + linked.sha + ", on @user_script:2."
+    )
+    protocol = luaimport._protocol.recover(linked, luaimport._protocol.evalsha(linked, (0,)), miss)
+    next(protocol)
+    with pytest.raises(LuaError) as located:
+        protocol.send([linked.sha, failed])
+    assert not hasattr(located.value, "__notes__")
+
+
 def test_a_healed_script_outlives_the_eval_eviction_of_newer_servers(client: redis.Redis) -> None:
     """Redis 8 and Valkey 8+ evict scripts that reached the cache only through EVAL (500 at most);
     the heal's SCRIPT LOAD, sent before its EVAL, keeps the script off that list."""
