@@ -58,7 +58,7 @@ SCENARIOS: dict[str, tuple[str, list[Column]]] = {
     ),
     "flush storm, pipelines": (
         "The same storm against pipelines of 10 calls (half of them transactions), 4 threads. A call "
-        "whose script a flush removed between the pre-load and the run is `LuaNotLoadedError`: "
+        "whose script a flush removed between its load in the pipeline and its run is `LuaNotLoadedError`: "
         "it did not run, and the pipeline is not replayed.",
         [
             ("pipelined calls", _n("calls")),

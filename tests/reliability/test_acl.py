@@ -79,7 +79,7 @@ def test_a_restricted_user_calls_heals_and_binds(
     assert count(app, KEYS, ["after flush"]) == [b"after flush", 3]  # healed again
     assert command_calls(client, "eval") == 2
     assert luaimport.bind(app, count) == {"reliability.counting.count": count.sha}
-    with app.pipeline(transaction=False) as pipe:  # a pipeline's pre-load uses SCRIPT EXISTS and LOAD
+    with app.pipeline(transaction=False) as pipe:  # the pipeline carries a SCRIPT LOAD
         client.script_flush()
         assert count(pipe, KEYS, ["piped"]).execute() == [[b"piped", 4]]
 
@@ -135,9 +135,9 @@ def test_a_user_without_script_still_heals_through_eval(
     with pytest.raises(redis.exceptions.NoPermissionError, match="script"):
         luaimport.bind(app, count)
     client.script_flush()
-    with pytest.raises(redis.exceptions.NoPermissionError, match="script"):  # the pipeline's pre-load
+    with pytest.raises(redis.exceptions.NoPermissionError, match="script"):  # its SCRIPT LOAD, refused
         count(app.pipeline(transaction=False), KEYS, ["piped"]).execute()
-    assert client.hgetall("acl:runs") == {b"first": b"1", b"second": b"1"}  # the pipeline did not run
+    assert client.hgetall("acl:runs") == {b"first": b"1", b"second": b"1"}  # the piped call did not run
 
 
 def test_a_user_without_eval_gets_the_servers_noperm_from_the_heal(

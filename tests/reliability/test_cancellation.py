@@ -5,7 +5,7 @@ made right after a flush (so each heals), each cancelled at a random point of it
 
 Asserted: every call that completed got its own reply (each reply is made from the call's own
 key and arguments, and plain commands and pipelines run alongside; a pipelined call may instead
-be reported ``LuaNotLoadedError`` when a flush lands between its pre-load and its run); nothing
+be reported ``LuaNotLoadedError`` when a flush lands between its load and its run); nothing
 but a cancellation or a result came out; afterwards no connection is left in use, the pool
 holds no more connections than its limit, and a batch of calls on the same client all succeed.
 """
@@ -67,7 +67,7 @@ def test_cancelled_calls_leave_every_reply_with_its_own_call(server_kwargs: dict
                 echo(pipe, key=f"c:{token}", token=token, number=n + 1)
                 reply = await pipe.execute(raise_on_error=False)
             wanted = [expect(token, n), token.encode(), expect(token, n + 1)]
-            # a flush between the pipeline's pre-load and its run: those calls did not run
+            # a flush between a script's load in the pipeline and its call: those calls did not run
             reply = [
                 w if isinstance(r, luaimport.LuaNotLoadedError) else r
                 for r, w in zip(reply, wanted, strict=True)

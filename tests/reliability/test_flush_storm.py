@@ -127,8 +127,8 @@ PIPELINE_CALLS = 10  # luaimport calls per pipeline
 
 
 def test_flush_storm_pipelines(server_kwargs: dict[str, Any]) -> None:
-    """Pipelines are never replayed: a call whose script a flush removed between the pre-load and
-    the run is reported as ``LuaNotLoadedError`` and did not run; every other call ran once."""
+    """Pipelines are never replayed: a call whose script a flush removed between its load in the
+    pipeline and its run is reported as ``LuaNotLoadedError`` and did not run; every other call ran once."""
     count = counting().count
     keys = ["storm:pn", "storm:pruns"]
     ledger = Ledger()
@@ -148,7 +148,7 @@ def test_flush_storm_pipelines(server_kwargs: dict[str, Any]) -> None:
                     count(pipe, keys, [call_id])
                 try:
                     results = pipe.execute(raise_on_error=False)
-                except Exception as exc:  # the pre-load failed: nothing of the pipeline ran
+                except Exception as exc:  # the pipeline could not run: nothing of it ran
                     for call_id in ids:
                         ledger.fail(call_id, exc)
                     continue
