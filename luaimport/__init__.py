@@ -10,6 +10,7 @@ nothing until :func:`install` is called.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Any
 
 from . import _runtime
@@ -40,12 +41,13 @@ __all__ = [
     "install",
     "installed",
     "loads",
+    "prune",
     "uninstall",
     "write_stubs",
 ]
 
 
-def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
+def bind(client: Any, *targets: types.ModuleType | LuaFunction, backend: _runtime.Backend = "scripts") -> Any:
     """Load scripts on ``client`` in one round trip, before the first call needs them.
 
     ``targets`` are Lua modules or single functions; with none, every Lua
@@ -53,6 +55,12 @@ def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
     loaded (awaitable with an asyncio client).  Calls load on demand anyway;
     binding up front moves that cost to start-up and reports compile errors
     there.
+
+    ``backend="functions"`` deploys each module as a Redis Functions library
+    (``FUNCTION LOAD REPLACE``; a function given deploys its whole module)
+    and returns ``{qualified name: function name}``; from then on, calls of
+    those modules on ``client`` and the pipelines made from it use FCALL.
+    ``backend="scripts"`` (the default) makes them use EVALSHA again.
     """
     functions: list[LuaFunction] = []
     for target in targets or tuple(lua_modules()):
@@ -60,4 +68,17 @@ def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
             functions.append(target)
         else:
             functions.extend(lua_functions(target))
-    return _runtime.bind(client, functions)
+    return _runtime.bind(client, functions, backend)
+
+
+def prune(client: Any, *, keep: Iterable[types.ModuleType | LuaFunction]) -> Any:
+    """Delete luaimport's Functions libraries, except the current version of each of ``keep``'s modules.
+
+    Libraries luaimport did not make are never touched.  On a cluster, every
+    primary is pruned.  Returns the names of the libraries deleted (awaitable
+    with an asyncio client).
+    """
+    functions: list[LuaFunction] = []
+    for target in keep:
+        functions.extend([target] if isinstance(target, LuaFunction) else lua_functions(target))
+    return _runtime.prune(client, functions)

@@ -227,7 +227,7 @@ class _Parser:
                 token_index += 1
             section_tokens[token_index].append(token)
         self.reject_directives(section_tokens[0])
-        prelude.calls = self.call_refs(section_tokens[0])
+        self.fill(prelude, section_tokens[0])
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
             tokens = section_tokens[i + 1]
