@@ -29,6 +29,12 @@ redis_proc = factories.redis_proc(executable=SERVER, port=None)
 redisdb = factories.redisdb("redis_proc")
 
 
+@pytest.fixture(scope="session")
+def server_binary() -> str:
+    """The server under test, for tests that start processes of their own."""
+    return SERVER
+
+
 @pytest.fixture
 def client(redisdb: redis.Redis) -> Iterator[redis.Redis]:
     """A client on a clean server: empty keyspace and empty script cache."""
@@ -88,14 +94,38 @@ def cluster(cluster_servers: Cluster) -> Cluster:
         node.client.config_resetstat()
     for node in cluster_servers.primaries:
         node.client.flushall()
+        if has_functions(node.client):
+            node.client.function_flush()
     return cluster_servers
+
+
+def has_functions(client: redis.Redis) -> bool:
+    """Whether the server has Redis Functions: Valkey (7.2 and later) and Redis 7+; not Redis 6.2."""
+    info = client.info("server")
+    return "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
+
+
+@pytest.fixture
+def functions_server(client: redis.Redis) -> redis.Redis:
+    """The client, on a server with no libraries and fresh command statistics.
+
+    Tests that need Functions skip on Redis 6.2.
+    """
+    if not has_functions(client):
+        pytest.skip("Redis 6.2 has no Functions (test_functions.py checks the error it gives)")
+    client.function_flush()
+    client.config_resetstat()
+    return client
 
 
 @pytest.fixture
 def runner(request: pytest.FixtureRequest, server_kwargs: dict[str, object]) -> Iterator[Runner]:
-    """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``)."""
-    kind: str = request.param
+    """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``,
+    or a (kind, backend) pair from ``_clients.KINDS_AND_BACKENDS``)."""
+    kind, backend = request.param if isinstance(request.param, tuple) else (request.param, "scripts")
+    if backend == "functions":
+        request.getfixturevalue("functions_server")
     port = request.getfixturevalue("cluster").port if "cluster" in kind else None
-    runner = Runner(kind, server_kwargs, port)
+    runner = Runner(kind, server_kwargs, port, backend)
     yield runner
     runner.close()
