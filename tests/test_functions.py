@@ -161,6 +161,30 @@ def test_prelude_state_does_not_leak_between_calls_on_either_backend(functions_s
     assert calls(client, "fcall_ro") == 1
 
 
+def test_functions_without_flags_take_the_stricter_defaults_of_flagged_scripts(
+    functions_server: redis.Redis,
+) -> None:
+    """Out of memory, a function without flags is refused whole, where a script without them could read."""
+    import flagpkg.reads as reads
+
+    client = functions_server
+    luaimport.bind(client, reads, backend="functions")
+    client.set("k", "before")
+    saved = {**client.config_get("maxmemory"), **client.config_get("maxmemory-policy")}
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            reads.plain(client, ["k"])  # no flags: refused before it runs, though it only reads
+        assert reads.get(client, ["k"]) == b"before"  # --@readonly: no-writes
+        assert reads.set_allow_oom(client, ["k"], ["written"]) == b"OK"  # --@flags allow-oom
+        luaimport.bind(client, reads)  # the same function as a script, without a #!lua line
+        assert reads.plain(client, ["k"]) == b"flagged:written"
+    finally:
+        client.config_set("maxmemory", saved["maxmemory"])
+        client.config_set("maxmemory-policy", saved["maxmemory-policy"])
+
+
 def test_bind_with_the_scripts_backend_switches_calls_back_to_evalsha(functions_server: redis.Redis) -> None:
     import lipkg.basic as basic
 
