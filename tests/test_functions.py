@@ -29,6 +29,7 @@ import valkey
 from _cluster import Cluster, _free_port, _wait
 from conftest import has_functions
 from redis.cluster import RedisCluster
+from redis.commands import READ_COMMANDS
 
 import luaimport
 from luaimport import LuaError, LuaNotLoadedError, _protocol
@@ -582,7 +583,10 @@ def test_readonly_calls_run_on_replicas(functions_cluster: Cluster) -> None:
         ]
     finally:
         reader.close()
-    assert node_calls(functions_cluster.replicas, "fcall_ro") > 0
+    if "FCALL_RO" in READ_COMMANDS:
+        assert node_calls(functions_cluster.replicas, "fcall_ro") > 0
+    else:  # redis-py before 7.1 does not count FCALL_RO as a read: it goes to the primaries
+        assert node_calls(functions_cluster.replicas, "fcall_ro") == 0
     assert node_calls(functions_cluster.nodes, "fcall_ro") == 2 * len(CLUSTER_KEYS)
     assert node_calls(functions_cluster.nodes, "function|load") == 0
 
