@@ -9,3 +9,4 @@ A single script: call the module itself, demo_pkg.slide(client, log=..., ...).
 
 script: str
 sha: str
+function_name: str

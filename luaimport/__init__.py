@@ -10,6 +10,7 @@ nothing until :func:`install` is called.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Any
 
 from . import _runtime
@@ -55,12 +56,13 @@ __all__ = [
     "installed",
     "iter_modules",
     "loads",
+    "prune",
     "uninstall",
     "write_stubs",
 ]
 
 
-def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
+def bind(client: Any, *targets: types.ModuleType | LuaFunction, backend: _runtime.Backend = "scripts") -> Any:
     """Load scripts on ``client`` in one round trip, before the first call needs them.
 
     ``targets`` are packages, Lua modules or single functions; a package
@@ -69,6 +71,12 @@ def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
     far.  Returns ``{qualified name: sha}`` for what was loaded (awaitable
     with an asyncio client).  Calls load on demand anyway; binding up front
     moves that cost to start-up and reports compile errors there.
+
+    ``backend="functions"`` deploys each module as a Redis Functions library
+    (``FUNCTION LOAD REPLACE``; a function given deploys its whole module)
+    and returns ``{qualified name: function name}``; from then on, calls of
+    those modules on ``client`` and the pipelines made from it use FCALL.
+    ``backend="scripts"`` (the default) makes them use EVALSHA again.
     """
     functions: list[LuaFunction] = []
     for target in targets or tuple(lua_modules()):
@@ -77,4 +85,22 @@ def bind(client: Any, *targets: types.ModuleType | LuaFunction) -> Any:
         else:
             for module in lua_modules_of([target]):
                 functions.extend(lua_functions(module))
-    return _runtime.bind(client, functions)
+    return _runtime.bind(client, functions, backend)
+
+
+def prune(client: Any, *, keep: Iterable[types.ModuleType | LuaFunction]) -> Any:
+    """Delete luaimport's Functions libraries, except the current version of each of ``keep``'s modules.
+
+    ``keep`` holds packages, Lua modules or functions (a function keeps its
+    module).  Libraries luaimport did not make are never touched.  On a
+    cluster, every primary is pruned.  Returns the names of the libraries
+    deleted (awaitable with an asyncio client).
+    """
+    functions: list[LuaFunction] = []
+    for target in keep:
+        if isinstance(target, LuaFunction):
+            functions.append(target)
+        else:
+            for module in lua_modules_of([target]):
+                functions.extend(lua_functions(module))
+    return _runtime.prune(client, functions)

@@ -34,13 +34,16 @@ from ._source import decode
 
 _UNIT = "__lua_unit__"
 _SCRIPT = "__lua_script__"
+#: What a marker-less module, being its own script, shows of it.
+_FORWARDED = frozenset({"script", "sha", "line_map", "library", "function_name"})
 
 
 class LuaModule(types.ModuleType):
     """A module made from a ``.lua`` file: its functions are :class:`LuaFunction` attributes.
 
     A marker-less file is one script, and then the module itself is callable:
-    ``mod(client, keys, args)``, with ``mod.script`` and ``mod.sha``.
+    ``mod(client, keys, args)``, with ``mod.script`` and ``mod.sha`` (and
+    ``mod.library`` and ``mod.function_name`` for the Functions backend).
     """
 
     def __call__(
@@ -49,7 +52,7 @@ class LuaModule(types.ModuleType):
         return self._script()(client, keys, args, **named)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("script", "sha", "line_map") and self.__dict__.get(_SCRIPT) is not None:
+        if name in _FORWARDED and self.__dict__.get(_SCRIPT) is not None:
             return getattr(self.__dict__[_SCRIPT], name)
         raise AttributeError(f"Lua module {self.__name__!r} has no function {name!r}")
 

@@ -118,6 +118,23 @@ class LineMap:
             return run if generated_line == self._starts[i] else None
         return Origin(run.source, run.lineno + generated_line - self._starts[i], run.function, False)
 
+    def copy_into(self, other: LineMap, offset: int, first: int = 1) -> None:
+        """Add the lines from ``first`` on to ``other``, each moved ``offset`` lines down.
+
+        ``other``'s runs must all start before ``first + offset``.
+        """
+        for i, start in enumerate(self._starts):
+            end = self._starts[i + 1] if i + 1 < len(self._starts) else None
+            if end is not None and end <= first:
+                continue
+            run = self._runs[i]
+            if start < first:  # a run that began before ``first``: keep only its part from there
+                if run.generated:
+                    continue
+                run = Origin(run.source, run.lineno + first - start, run.function, False)
+                start = first
+            other.add(start + offset, run)
+
 
 @dataclass(frozen=True, slots=True)
 class Linked:
@@ -125,6 +142,13 @@ class Linked:
 
     ``flags`` are the entry's script flags (``None``: no ``#!lua`` line);
     ``readonly`` scripts are called with the ``*_RO`` commands.
+    ``prelude_vararg``: a prelude uses ``...`` outside any function, where
+    only a vararg chunk may (``_library`` then declares its callback vararg).
+
+    A function of a Redis Functions library (``_library``) is run the same
+    way: then ``function`` is its name on the server, called with FCALL
+    (FCALL_RO when ``readonly``), ``script`` is its whole library's code (what
+    ``FUNCTION LOAD`` sends) and ``line_map`` maps that library's lines.
     """
 
     qualname: str
@@ -133,6 +157,8 @@ class Linked:
     line_map: LineMap
     flags: tuple[str, ...] | None
     readonly: bool
+    prelude_vararg: bool = False
+    function: str | None = None
 
 
 def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
@@ -226,7 +252,8 @@ def link(entry: Target, resolver: Resolver) -> Linked:
     writer.generated(TAIL, entry.unit, entry_line, entry.qualname)
     script = "\n".join(writer.lines) + "\n"
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
-    return Linked(entry.qualname, script, sha, writer.line_map, flags, entry.section.readonly)
+    prelude_vararg = any(unit.prelude.uses_vararg for unit in units)
+    return Linked(entry.qualname, script, sha, writer.line_map, flags, entry.section.readonly, prelude_vararg)
 
 
 class _Writer:

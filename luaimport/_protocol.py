@@ -9,16 +9,23 @@ text, and by class name where the text is ambiguous, because valkey-py
 raises its own parallel hierarchy (``valkey.exceptions.ResponseError``).
 The sync and async shells in ``_runtime`` only drive these generators; they
 decide nothing.
+
+Both backends are protocol steps here: a script runs as EVALSHA and heals
+with SCRIPT LOAD + EVAL; a function of a Functions library (a
+:class:`Linked` with ``function`` set) runs as FCALL and heals with
+FUNCTION LOAD REPLACE + FCALL.  Libraries are deployed by :func:`deploy`
+and pruned by :func:`prune`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from ._debug import with_lua_frame
 from ._errors import LuaArgumentError, LuaCrossSlotError, LuaError, LuaNotLoadedError, LuaSyntaxError, native
+from ._library import Library, module_of
 from ._linker import Linked, Origin
 
 T = TypeVar("T")
@@ -34,16 +41,30 @@ Protocol = Generator[Step, Any, T]
 EXECUTE = "<execute the pipeline>"
 #: The step that empties a pipeline and hands its connection back to the pool.
 RESET: Command = ("<reset the pipeline>",)
+#: The step whose reply lists the nodes a protocol may address one by one: every primary of
+#: a cluster, or ``[None]`` for a single server.  ``(ON, node, *command)`` runs a command there.
+NODES: Command = ("<the nodes>",)
+ON = "<on node>"
 
 #: The two texts a server sends for a real cache miss (Redis 6.2/7, Valkey 9),
 #: as redis-py leaves them once it strips the ``NOSCRIPT`` code.
 _CACHE_MISS = frozenset({"No matching script. Please use EVAL.", "No matching script."})
+#: What every server (and fakeredis) replies to an FCALL of a function it does not have.
+_NO_FUNCTION = "Function not found"
+_NO_LIBRARY = "Library not found"
+#: Servers before Redis 7 have no FUNCTION command (nor FCALL).
+_UNKNOWN_FUNCTION = re.compile(r"(?i)unknown command [`'](?:function|fcall|fcall_ro)[`']")
 
-_TRAILER = re.compile(r"\s*script: ?(?:[0-9a-f]{40})?,? on @user_script:(\d+)\.\s*\Z")
+#: The position a server appends to a script's or a function's error: ``script: <sha>`` (Redis
+#: 7, Valkey 8), ``script: <function>`` (Redis 7+, Valkey 8 for functions), or no name (Valkey 9).
+_TRAILER = re.compile(r"\s*script: ?(?:[0-9a-f]{40}|\w+)?,? on @user_(?:script|function):(\d+)\.\s*\Z")
 _RUNNING_62 = re.compile(r"Error running script \(call to f_[0-9a-f]{40}\): @(\w+):(\d+|\?): ")
-_COMPILING = re.compile(r"Error compiling script \(new function\): |error loading code: ")
-#: Lua's own position prefix: ``user_script:N:`` on servers, ``[string "<python>"]:N:`` in fakeredis.
-_POSITION = re.compile(r'(?:@?user_script: ?|\[string "[^"]*"\]:)(\d+): ')
+_COMPILING = re.compile(
+    r"Error compiling script \(new function\): |error loading code: |Error compiling function: "
+)
+#: Lua's own position prefix: ``user_script:N:`` (``user_function:N:`` in a library) on servers,
+#: ``[string "<python>"]:N:`` in fakeredis.
+_POSITION = re.compile(r'(?:@?user_(?:script|function): ?|\[string "[^"]*"\]:)(\d+): ')
 _STACK = re.compile(r"\nstack traceback:\n.*\Z", re.DOTALL)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 #: Servers without script flags do not know the read-only commands (and cluster clients,
@@ -129,14 +150,21 @@ def same_slot(
 def evalsha(linked: Linked, tail: Command) -> Command:
     """The command that runs a linked script; the shells send it, and on failure run :func:`recover`.
 
-    The first attempt is a plain command rather than a protocol step so that
-    a successful call, nearly every call, costs no generator at all.
+    EVALSHA (EVALSHA_RO when read-only), or for a function of a deployed
+    library FCALL (FCALL_RO).  The first attempt is a plain command rather
+    than a protocol step so that a successful call, nearly every call, costs
+    no generator at all.
     """
+    if linked.function is not None:
+        return ("FCALL_RO" if linked.readonly else "FCALL", linked.function, *tail)
     return ("EVALSHA_RO" if linked.readonly else "EVALSHA", linked.sha, *tail)
 
 
 def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[Any]:
-    """After ``command`` (an EVALSHA) failed: on a cache miss, run the script by its text, once.
+    """After ``command`` (an EVALSHA or an FCALL) failed: if it provably did not run, run it once more.
+
+    For a function see :func:`_redeploy`.  For a script, on a cache miss,
+    run the script by its text, once.
 
     The server's cache-miss reply means the script did not run, so running it
     again is safe: a script's own reply can never read like one (the linker's
@@ -151,11 +179,14 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     retry that is not the script's (a lost connection, or ``NOPERM`` for a
     user without ``EVAL``) says in a note that the call was being healed.
     """
+    function = linked.function is not None
     try:
-        if not _cache_miss(failure):
+        if not (_function_missing(failure) if function else _cache_miss(failure)):
             _raise_located(linked, failure)
     finally:
         del failure  # a traceback may hold this frame: holding the error too would make a cycle
+    if function:
+        return (yield from _redeploy(linked, command))
     run = ("EVAL_RO" if linked.readonly else "EVAL", linked.script, *command[2:])
     healing = f"(while running {linked.qualname} by its text: the server's cache missed it)"
     try:
@@ -169,6 +200,124 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
         finally:
             del reply  # as above: no cycle through this frame
     return reply
+
+
+def _redeploy(linked: Linked, command: Command) -> Protocol[Any]:
+    """After an FCALL found no function (``FUNCTION FLUSH``, a version never deployed): redeploy, retry.
+
+    The server's ``Function not found`` means nothing ran, and a function's
+    own reply can never read so (the library's reply guard sees to that), so
+    running it again is safe.  ``FUNCTION LOAD REPLACE`` of its library and
+    the FCALL go in one round trip.  The retry is a plain FCALL even for a
+    read-only function: its ``no-writes`` flag keeps it read-only, and a
+    cluster client sends an FCALL to the primary that has just loaded the
+    library, where an FCALL_RO might go to a replica it has not reached yet.
+    If the library did not load, its error (a compile error at its ``.lua``
+    line) is the call's.
+    """
+    try:
+        loaded, reply = _detached(
+            (yield [("FUNCTION", "LOAD", "REPLACE", linked.script), ("FCALL", *command[1:])])
+        )
+    except BaseException as exc:
+        exc.add_note(f"(while redeploying {linked.qualname}: the server had no function {linked.function})")
+        raise
+    if isinstance(reply, Exception):
+        if isinstance(loaded, Exception) and _function_missing(reply):
+            reply = loaded
+        try:
+            _raise_located(linked, reply)
+        finally:
+            del loaded, reply  # as in recover(): no cycle through this frame
+    return reply
+
+
+def deploy(libraries: Sequence[Library]) -> Protocol[dict[str, str]]:
+    """``FUNCTION LOAD REPLACE`` of each library, in one round trip; ``{qualified name: function name}``.
+
+    A library that does not compile fails with its :class:`LuaSyntaxError`
+    at the ``.lua`` line; a server without Functions (Redis 6.2) with a
+    :class:`LuaError` saying so.
+    """
+    replies = _detached((yield [("FUNCTION", "LOAD", "REPLACE", library.code) for library in libraries]))
+    deployed: dict[str, str] = {}
+    for library, reply in zip(libraries, replies, strict=True):
+        if isinstance(reply, Exception):
+            raise _functions_unsupported(reply) or map_error(library.whole, reply)
+        for qualname, linked in library.functions.items():
+            assert linked.function is not None
+            deployed[qualname] = linked.function
+    return deployed
+
+
+def prune(keep: Collection[str]) -> Protocol[list[str]]:
+    """Delete, on every node, the libraries luaimport made whose names are not in ``keep``.
+
+    Each node's ``FUNCTION LIST WITHCODE`` says what is there; only a
+    library whose name, marker line and hash agree is luaimport's
+    (:func:`_library.module_of`), so nothing another tool loaded is ever
+    deleted.  A library already gone (another process pruning too) is not an
+    error.  Returns the names deleted, sorted.
+    """
+    nodes = list((yield NODES))
+    listed = _detached((yield [(ON, node, "FUNCTION", "LIST", "WITHCODE") for node in nodes]))
+    doomed: list[tuple[Any, str]] = []
+    for node, reply in zip(nodes, listed, strict=True):
+        if isinstance(reply, Exception):
+            raise _functions_unsupported(reply) or reply
+        doomed.extend(
+            (node, name) for name, code in _libraries(reply) if name not in keep and module_of(name, code)
+        )
+    if not doomed:
+        return []
+    replies = _detached((yield [(ON, node, "FUNCTION", "DELETE", name) for node, name in doomed]))
+    deleted = set()
+    for (_, name), reply in zip(doomed, replies, strict=True):
+        if not isinstance(reply, Exception):
+            deleted.add(name)
+        elif str(reply) != _NO_LIBRARY:
+            raise reply
+    return sorted(deleted)
+
+
+def _libraries(reply: Any) -> Iterator[tuple[str, str]]:
+    """(name, code) of each library in a ``FUNCTION LIST WITHCODE`` reply, whatever the client made of it.
+
+    Each entry is a dict (RESP3, or redis-py's parsing) or a flat list of
+    field, value pairs (RESP2), with ``bytes`` or ``str`` in both.
+    """
+    for entry in reply:
+        fields = entry.items() if isinstance(entry, dict) else zip(entry[::2], entry[1::2], strict=True)
+        found = {_text(key): value for key, value in fields}
+        name, code = found.get("library_name"), found.get("library_code")
+        if name is not None and code is not None:
+            yield _text(name), _text(code)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def then(protocol: Protocol[T], done: Callable[[], None]) -> Protocol[T]:
+    """``protocol``, then ``done()`` once it has succeeded: a record kept only for what took effect."""
+    result = yield from protocol
+    done()
+    return result
+
+
+def _functions_unsupported(exc: Exception) -> LuaError | None:
+    """The clear error of a server without Functions (Redis 6.2), or ``None`` if ``exc`` is not that."""
+    if not _UNKNOWN_FUNCTION.search(str(exc)):
+        return None
+    return native(LuaError, type(exc))(
+        "the Functions backend needs Redis 7+ or Valkey 7.2+: this server has no FUNCTION command "
+        f"(it replied: {exc}); use the default backend, scripts, which works here",
+        server_message=str(exc),
+        code="ERR",
+        filename=None,
+        lineno=None,
+        function=None,
+    )
 
 
 def load(linked: Linked) -> Protocol[None]:
@@ -316,9 +465,10 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
     """
     firsts: dict[str, tuple[int, Linked]] = {}
     for position, linked in calls:
-        firsts.setdefault(linked.sha, (position, linked))
+        if linked.function is None:  # functions are deployed by bind, never loaded here
+            firsts.setdefault(linked.sha, (position, linked))
     loads = [] if preload else list(firsts.values())  # in the order of the pipeline
-    if preload:
+    if preload and firsts:
         scripts = [linked for _, linked in firsts.values()]
         try:
             present = yield ("SCRIPT EXISTS", *(linked.sha for linked in scripts))
@@ -354,7 +504,18 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
     replies = ran
     for position, linked in calls:
         reply = replies[position]
-        if _cache_miss(reply) and linked.sha in failed:  # did not load: its own error, once per call
+        if linked.function is not None and _function_missing(reply):
+            replies[position] = native(LuaNotLoadedError, type(reply))(
+                f"{linked.qualname}: the server had no function {linked.function} when the pipeline ran "
+                "(FUNCTION FLUSH or FUNCTION DELETE, or its library was never deployed there); it did not "
+                "run, and the pipeline was not replayed because its other commands had run: "
+                "luaimport.bind(client, module, backend='functions') deploys it",
+                function=linked.qualname,
+            )
+        elif linked.function is not None:
+            if isinstance(reply, Exception):
+                replies[position] = map_error(linked, reply)
+        elif _cache_miss(reply) and linked.sha in failed:  # did not load: its own error, once per call
             replies[position] = failed[linked.sha]
         elif _cache_miss(reply):
             replies[position] = native(LuaNotLoadedError, type(reply))(
@@ -381,6 +542,15 @@ def _cache_miss(reply: object) -> bool:
         isinstance(reply, Exception)
         and any(c.__name__ == "NoScriptError" for c in type(reply).__mro__)
         and str(reply) in _CACHE_MISS
+    )
+
+
+def _function_missing(reply: object) -> bool:
+    """The server's reply to an FCALL of a function it lacks: exactly this text, with no position."""
+    return (
+        isinstance(reply, Exception)
+        and any(c.__name__ == "ResponseError" for c in type(reply).__mro__)
+        and str(reply) == _NO_FUNCTION
     )
 
 

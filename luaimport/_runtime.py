@@ -15,11 +15,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from redis.exceptions import RedisClusterException
 
-from . import _protocol
+from . import _library, _protocol
+from ._library import Library
 from ._linker import LineMap, Linked, Resolver, Target, link
 from ._params import Declared
 from ._protocol import arguments as _arguments
@@ -33,6 +34,34 @@ def invalidate_links() -> None:
     global _generation
     with _generation_lock:
         _generation += 1
+
+
+Backend = Literal["scripts", "functions"]
+#: The modules whose calls use FCALL, by what a client shares with its pipelines (its
+#: connection pool, or its cluster's nodes manager): recorded by bind(..., backend="functions").
+_functions_on: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+_functions_lock = threading.Lock()
+#: Libraries built, by (id of their module's parsed unit, generation); the library holds the unit.
+_libraries: weakref.WeakValueDictionary[tuple[int, int], Library] = weakref.WeakValueDictionary()
+
+
+def _library_of(target: Target, resolver: Resolver, generation: int) -> Library:
+    key = (id(target.unit), generation)
+    library = _libraries.get(key)
+    if library is None:
+        library = _libraries.setdefault(key, _library.build(target.unit, resolver))
+    return library
+
+
+def _use_backend(shared: Any, modules: set[str], backend: Backend) -> None:
+    """Record which backend calls of ``modules`` use on the clients sharing ``shared``."""
+    with _functions_lock:
+        before = _functions_on.get(shared, frozenset())
+        after = before | modules if backend == "functions" else before - modules
+        if after:
+            _functions_on[shared] = after
+        else:
+            _functions_on.pop(shared, None)
 
 
 class LuaFunction:
@@ -52,6 +81,8 @@ class LuaFunction:
         self._resolver = resolver
         self._linked: Linked | None = None
         self._gen = -1
+        self._library: Library | None = None
+        self._library_gen = -1
 
     @property
     def linked(self) -> Linked:
@@ -61,6 +92,23 @@ class LuaFunction:
             linked = link(self._target, self._resolver)
             self._linked, self._gen = linked, gen
         return linked
+
+    @property
+    def library(self) -> Library:
+        """Its module as one Redis Functions library, the current version: what Functions deploys."""
+        library = self._library
+        if library is None or self._library_gen != _generation:
+            gen = _generation
+            library = _library_of(self._target, self._resolver, gen)
+            self._library, self._library_gen = library, gen
+        return library
+
+    @property
+    def function_name(self) -> str:
+        """Its name on the server in the Functions backend: ``<library>__<function>``, called with FCALL."""
+        function = self.library.functions[self.__qualname__].function
+        assert function is not None
+        return function
 
     @property
     def script(self) -> str:
@@ -103,7 +151,10 @@ class LuaFunction:
         linked = self._linked
         if linked is None or self._gen != _generation:
             linked = self.linked
-        return (_kinds.get(type(client)) or _kind(client)).call(client, linked, tail)
+        kind = _kinds.get(type(client)) or _kind(client)
+        if _functions_on and self.__module__ in _functions_on.get(kind.shared(client), ()):
+            linked = self.library.functions[self.__qualname__]  # bound with backend="functions": FCALL
+        return kind.call(client, linked, tail)
 
     def __repr__(self) -> str:
         return f"<Lua function {self.__qualname__} from {self.filename!r}>"
@@ -141,12 +192,35 @@ def make_function(target: Target, resolver: Resolver) -> LuaFunction:
     return (_DeclaredFunction if declared else LuaFunction)(target, resolver)
 
 
-def bind(client: Any, functions: Sequence[LuaFunction]) -> Any:
-    """Load the scripts of ``functions``; see :func:`luaimport.bind`."""
-    unique: dict[str, Linked] = {}
-    for function in functions:
-        unique.setdefault(function.linked.qualname, function.linked)
-    return _kind(client).bind(client, _protocol.load_all(list(unique.values())))
+def bind(client: Any, functions: Sequence[LuaFunction], backend: Backend = "scripts") -> Any:
+    """Load the scripts of ``functions``, or deploy their modules' libraries; see :func:`luaimport.bind`.
+
+    Then calls of those modules on ``client`` and the pipelines made from it
+    use ``backend``, recorded once the loads succeeded.
+    """
+    kind = _kind(client)
+    modules = {function.__module__ for function in functions}
+    if backend == "functions":
+        libraries: dict[str, Library] = {}
+        for function in functions:
+            libraries.setdefault(function.library.name, function.library)
+        protocol = _protocol.deploy(list(libraries.values()))
+    elif backend == "scripts":
+        unique: dict[str, Linked] = {}
+        for function in functions:
+            unique.setdefault(function.linked.qualname, function.linked)
+        protocol = _protocol.load_all(list(unique.values()))
+    else:
+        raise ValueError(f"bind(): backend must be 'scripts' or 'functions', not {backend!r}")
+    if backend == "functions" or _functions_on:
+        shared = kind.shared(client)
+        protocol = _protocol.then(protocol, lambda: _use_backend(shared, modules, backend))
+    return kind.bind(client, protocol)
+
+
+def prune(client: Any, keep: Sequence[LuaFunction]) -> Any:
+    """Delete luaimport's libraries but the current ones of ``keep``'s modules (:func:`luaimport.prune`)."""
+    return _kind(client).prune(client, _protocol.prune({function.library.name for function in keep}))
 
 
 Send = Callable[..., Any]
@@ -311,6 +385,18 @@ class _Kind:
         send = _KeyedCall(cluster, execute, keys[0]) if keys else _OnePrimary(cluster, execute)
         return self.evalsha(self, client, send, linked, tail)
 
+    def shared(self, client: Any) -> Any:
+        """What ``client`` shares with the pipelines made from it: the key of its record of backends.
+
+        A cluster's nodes manager (the cluster client, where the manager cannot
+        be referred to weakly), else the connection pool.
+        """
+        if self.cluster:
+            cluster = _cluster_of(client)
+            manager = getattr(cluster, "nodes_manager", None)
+            return manager if hasattr(type(manager), "__weakref__") else cluster
+        return getattr(client, "connection_pool", client)
+
     def batch(self, client: Any, send: Send) -> Batch:
         """How ``send``'s client runs a batch: one pipelined round trip where it can."""
         if self.cluster or self.pipeline:
@@ -322,6 +408,12 @@ class _Kind:
             raise TypeError("bind() takes a client, not a pipeline (calls on a pipeline load their scripts)")
         send = _ClusterEverywhere(client, client.execute_command) if self.cluster else client.execute_command
         return self.drive(send, self.batch(client, send), protocol)
+
+    def prune(self, client: Any, protocol: _protocol.Protocol[list[str]]) -> Any:
+        if self.pipeline:
+            raise TypeError("prune() takes a client, not a pipeline")
+        send = _Nodes(client, self)
+        return self.drive(send, self.one_by_one(send), protocol)
 
 
 _kinds: dict[type, _Kind] = {}
@@ -382,18 +474,23 @@ class _ClusterEverywhere(_ClusterTransport):
     __slots__ = ()
 
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
-        return self.execute(*command, target_nodes=_with_replicas(self.client, primaries))
+        return self.execute(*command, target_nodes=_with_replicas(self.client, primaries, command))
 
 
-def _with_replicas(client: Any, nodes: list[Any]) -> list[Any]:
-    """``nodes``, and the replicas too when ``client`` may send read-only calls there."""
+def _with_replicas(client: Any, nodes: list[Any], command: _protocol.Command) -> list[Any]:
+    """``nodes``, and the replicas too when ``client`` may send read-only calls there.
+
+    Never for FUNCTION commands: replicas refuse them, and get the primary's libraries by replication.
+    """
+    if command[0] == "FUNCTION":
+        return nodes
     if getattr(client, "read_from_replicas", False) or getattr(client, "load_balancing_strategy", None):
         return [*nodes, *client.get_replicas()]
     return nodes
 
 
-#: The commands that run a script: routed by their keys, like the call itself.
-_RUNS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"})
+#: The commands that run a script or a function: routed by their keys, like the call itself.
+_RUNS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "FCALL", "FCALL_RO"})
 
 
 class _KeyedCall(_ClusterTransport):
@@ -420,7 +517,38 @@ class _KeyedCall(_ClusterTransport):
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
         owner = self.client.get_node_from_key(self.key)
         nodes = primaries if owner in primaries else [*primaries, owner]
-        return self.execute(*command, target_nodes=_with_replicas(self.client, nodes))
+        return self.execute(*command, target_nodes=_with_replicas(self.client, nodes, command))
+
+
+class _Nodes:
+    """Where a protocol that addresses nodes one by one (prune) sends.
+
+    ``NODES`` lists every primary of a cluster (a single server is ``[None]``);
+    ``(ON, node, *command)`` runs the command on that node.
+    """
+
+    __slots__ = ("client", "kind")
+
+    def __init__(self, client: Any, kind: _Kind) -> None:
+        self.client = client
+        self.kind = kind
+
+    def __call__(self, *command: Any) -> Any:
+        if command == _protocol.NODES:
+            nodes = self.client.get_primaries() if self.kind.cluster else [None]
+            if not self.kind.is_async:
+                return nodes
+            return self._nodes(nodes)
+        _, node, *rest = command
+        if node is None:
+            return self.client.execute_command(*rest)
+        return self.client.execute_command(*rest, target_nodes=node)
+
+    async def _nodes(self, nodes: list[Any]) -> list[Any]:
+        if not nodes:  # an asyncio cluster client learns its nodes on first use
+            await self.client.initialize()
+            nodes = self.client.get_primaries()
+        return nodes
 
 
 class _OnePrimary(_ClusterTransport):
@@ -490,8 +618,9 @@ class _PipelineCalls:
         pipe = self._pipe()
         position = len(pipe)
         command = _protocol.evalsha(linked, tail)
-        if self.kind.cluster and not tail[0]:
-            # redis-py sends a keyless EVALSHA to any primary, but cannot route a keyless EVALSHA_RO
+        if self.kind.cluster and not tail[0] and command[0] == "EVALSHA_RO":
+            # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
+            # keyless EVALSHA_RO
             command = ("EVALSHA", *command[1:])
         queued = pipe.execute_command(*command)
         self.calls.append((position, linked))

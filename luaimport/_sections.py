@@ -260,8 +260,7 @@ class _Parser:
         section_tokens = [self.tokens[a:b] for a, b in itertools.pairwise(edges)]
         self.reject_directives(doc_head)
         self.reject_directives(section_tokens[0][len(head) :])
-        prelude.calls = self.call_refs(section_tokens[0])
-        self.check_blocks(section_tokens[0], "the prelude")
+        self.fill(prelude, section_tokens[0], "the prelude")
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
             tokens = section_tokens[i + 1]

@@ -63,7 +63,7 @@ def stub(module: types.ModuleType) -> str:
     if unit.script is not None:
         # a module cannot be declared callable: its script's attributes are what a checker can see
         lines.append(_GENERATED.format(source=source))
-        lines.append("script: str\nsha: str\n")
+        lines.append("script: str\nsha: str\nfunction_name: str\n")
     else:
         lines.append(_GENERATED.format(source=source) + _HEADER)
         names = ", ".join(f'"{name}"' for name in sorted(unit.functions))

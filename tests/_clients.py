@@ -3,7 +3,10 @@
 A runner makes its own client (sync, asyncio, pipeline, transaction, or
 Redis Cluster flavours of them) against a real server or cluster, and runs
 calls through it the way an application would: direct calls, or calls queued
-on a fresh pipeline that is then executed.
+on a fresh pipeline that is then executed.  On the Functions backend it
+first deploys, with ``bind(client, ..., backend="functions")``, the module
+of each function it is given (every Lua module imported so far, for a
+Python function that wraps calls), once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import valkey.asyncio
 import valkey.asyncio.cluster
 import valkey.cluster
 
+import luaimport
+
 Call = tuple[Callable[..., Any], Sequence[Any] | None, Sequence[Any] | None]
 
 DIRECT = ["sync", "async"]
@@ -35,6 +40,10 @@ VALKEY_PY = [
     "valkey_cluster_pipeline",
 ]
 KINDS = DIRECT + PIPELINES + CLUSTER + VALKEY_PY
+BACKENDS = ["scripts", "functions"]
+#: every kind of client on both backends, for ``pytest.mark.parametrize("runner", ..., indirect=True)``
+KINDS_AND_BACKENDS = [(kind, backend) for backend in BACKENDS for kind in KINDS]
+KIND_IDS = [f"{kind}-{backend}" for kind, backend in KINDS_AND_BACKENDS]
 
 #: (single server, cluster) client classes, by library and flavour
 CLIENTS = {
@@ -48,8 +57,12 @@ CLIENTS = {
 class Runner:
     """Runs calls on one kind of client; ``client`` is what the calls receive."""
 
-    def __init__(self, kind: str, server: dict[str, Any], cluster_port: int | None) -> None:
+    def __init__(
+        self, kind: str, server: dict[str, Any], cluster_port: int | None, backend: str = "scripts"
+    ) -> None:
         self.kind = kind
+        self.backend = backend
+        self.deployed: set[int] = set()
         self.is_async = "async" in kind
         self.loop = asyncio.new_event_loop() if self.is_async else None
         self.library = valkey if kind.startswith("valkey") else redis
@@ -72,10 +85,19 @@ class Runner:
             return self.client.pipeline()
         return self.client.pipeline(transaction="transaction" in self.kind)
 
+    def deploy(self, fn: Callable[..., Any]) -> None:
+        """On the Functions backend, deploy ``fn``'s module (every Lua module, for another callable) once."""
+        if self.backend != "functions" or id(fn) in self.deployed:
+            return
+        targets = (fn,) if isinstance(fn, (luaimport.LuaFunction, luaimport.LuaModule)) else ()
+        self.wait(luaimport.bind(self.client, *targets, backend="functions"))
+        self.deployed.add(id(fn))
+
     def call(
         self, fn: Callable[..., Any], keys: Sequence[Any] | None = None, args: Sequence[Any] | None = None
     ) -> Any:
         """One call; its error, if any, is raised."""
+        self.deploy(fn)
         if not self.pipelined:
             return self.wait(fn(self.client, keys, args))
         (result,) = self.calls([(fn, keys, args)])
@@ -83,6 +105,8 @@ class Runner:
 
     def calls(self, calls: Sequence[Call], raise_on_error: bool = True) -> list[Any]:
         """Several calls: one pipeline for the pipelined kinds, one after another otherwise."""
+        for fn, _, _ in calls:
+            self.deploy(fn)
         if not self.pipelined:
             results = []
             for fn, keys, args in calls:
@@ -97,6 +121,13 @@ class Runner:
         for fn, keys, args in calls:
             assert fn(pipe, keys, args) is pipe  # queued, and the pipeline returned, as redis-py does
         return list(self.wait(pipe.execute(raise_on_error=raise_on_error)))
+
+    def ports(self) -> list[int]:
+        """The ports of every node of the cluster the client talks to."""
+        client = self.client
+        if self.is_async:
+            self.wait(client.initialize())
+        return [node.port for node in client.get_nodes()]
 
     def run(self, coroutine_or_value: Awaitable[Any] | Any) -> Any:
         return self.wait(coroutine_or_value)

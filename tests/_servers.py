@@ -9,3 +9,8 @@ def flags_supported(client: Any) -> bool:
     """Whether the server reads script flags and knows EVALSHA_RO: Valkey, and Redis 7+; not Redis 6.2."""
     info = client.info("server")
     return "valkey_version" in info or int(str(info["redis_version"]).split(".")[0]) >= 7
+
+
+def has_functions(client: Any) -> bool:
+    """Whether the server has Redis Functions: the same servers, as Functions came with script flags."""
+    return flags_supported(client)

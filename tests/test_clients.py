@@ -1,9 +1,11 @@
 """The same behaviour through every kind of client: direct, asyncio, pipelines, transactions, cluster.
 
-Each test runs once per kind in ``_clients.KINDS``, against the server
-under test (a single server, or a 3-primary cluster of the same binary).
-Scripts start out absent from every server, so each test also covers the
-first-call load.
+Each test runs once per kind in ``_clients.KINDS`` and per backend, against
+the server under test (a single server, or a 3-primary cluster of the same
+binary).  On the scripts backend, scripts start out absent from every
+server, so each test also covers the first-call load; on the Functions
+backend, the runner deploys each module with ``bind(..., backend="functions")``
+before its first call (Redis 6.2, which has no Functions, skips those).
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import traceback
 from pathlib import Path
 
 import pytest
-from _clients import KINDS, Runner
+import redis
+from _clients import KIND_IDS, KINDS_AND_BACKENDS, Runner
 
 import luaimport
 from luaimport import LuaArgumentError, LuaError, LuaSyntaxError
 
 pytestmark = [
     pytest.mark.usefixtures("import_state"),
-    pytest.mark.parametrize("runner", KINDS, indirect=True),
+    pytest.mark.parametrize("runner", KINDS_AND_BACKENDS, indirect=True, ids=KIND_IDS),
 ]
 
 KINDS_LUA = Path(__file__).parent / "fixtures" / "errs" / "kinds.lua"
@@ -143,8 +146,38 @@ def test_bind_then_call(runner: Runner) -> None:
 
     if runner.pipelined:
         with pytest.raises(TypeError, match="not a pipeline"):
-            luaimport.bind(runner.pipeline(), basic)
+            luaimport.bind(runner.pipeline(), basic, backend=runner.backend)
         return
-    loaded = runner.run(luaimport.bind(runner.client, basic))
-    assert loaded["lipkg.basic.factorial"] == basic.factorial.sha
+    loaded = runner.run(luaimport.bind(runner.client, basic, backend=runner.backend))
+    if runner.backend == "functions":
+        assert loaded["lipkg.basic.factorial"] == basic.factorial.function_name
+        assert basic.factorial.function_name.startswith(basic.factorial.library.name + "__")
+    else:
+        assert loaded["lipkg.basic.factorial"] == basic.factorial.sha
     assert runner.call(basic.factorial, [], [4]) == 24
+
+
+def test_calls_run_as_their_backend_says(runner: Runner, server_kwargs: dict[str, object]) -> None:
+    import lipkg.basic as basic
+    import lipkg.single as single
+
+    nodes = [redis.Redis(**server_kwargs)]  # type: ignore[arg-type]
+    if runner.cluster:
+        nodes = [redis.Redis(host="127.0.0.1", port=port) for port in runner.ports()]
+    try:
+        runner.calls([(basic.factorial, [], [3]), (single, ["{n}x"], [1])])  # deploy and load first
+        for node in nodes:
+            node.config_resetstat()
+        assert runner.calls([(basic.factorial, [], [4]), (single, ["{n}x"], [1])]) == [24, 2]
+        ran = {name: sum(calls(node, name) for node in nodes) for name in ("fcall", "evalsha", "eval")}
+    finally:
+        for node in nodes:
+            node.close()
+    if runner.backend == "functions":
+        assert ran == {"fcall": 2, "evalsha": 0, "eval": 0}
+    else:  # (a keyless call on a cluster may land on a primary that has not loaded it yet: EVAL)
+        assert (ran["fcall"], ran["evalsha"]) == (0, 2)
+
+
+def calls(node: redis.Redis, command: str) -> int:
+    return int(node.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))

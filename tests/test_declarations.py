@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from _clients import KINDS, Runner
+from _clients import KIND_IDS, KINDS_AND_BACKENDS, Runner
 
 import luaimport
 from luaimport import LuaArgumentError
@@ -92,7 +92,7 @@ def test_markerless_module_declares_in_its_leading_comments(client: redis.Redis)
         single(client, key="k")
 
 
-@pytest.mark.parametrize("runner", KINDS, indirect=True)
+@pytest.mark.parametrize("runner", KINDS_AND_BACKENDS, indirect=True, ids=KIND_IDS)
 def test_keyword_calls_on_every_client_kind(runner: Runner) -> None:
     from decl import moves
 

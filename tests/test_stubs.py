@@ -49,7 +49,8 @@ def test_write_stubs_writes_beside_each_lua_file(tmp_path: Path, monkeypatch: py
         "def __call__(self, client: _Sync, *, args: Sequence[_Arg] | None = None, k: _Key) -> Any: ..."
         in text
     )
-    assert (tmp_path / "spkg" / "single.pyi").read_text().endswith("script: str\nsha: str\n")
+    single = (tmp_path / "spkg" / "single.pyi").read_text()
+    assert single.endswith("script: str\nsha: str\nfunction_name: str\n")
 
 
 def mypy(path: Path, tmp_path: Path) -> tuple[str, int]:
