@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import LuaArgumentError
 from ._protocol import Command, arguments
@@ -25,12 +25,15 @@ _ARG = str | bytes | int | float
 class Declared:
     """How one declared function binds names to KEYS and ARGV, and the signature it shows."""
 
-    __slots__ = ("args", "function", "keys")
+    __slots__ = ("args", "function", "keys", "kinds", "ranges")
 
     def __init__(self, function: str, keys: Params | None, args: Params | None) -> None:
         self.function = function
         self.keys = keys
         self.args = args
+        # worked out once: every call of the function reads them
+        self.kinds = {id(p): p.kinds() for p in (keys, args) if p is not None}
+        self.ranges = [(p, what, p.minimum, p.maximum) for p, what in ((keys, "keys"), (args, "args")) if p]
 
     def _parameters(self) -> list[tuple[str, Any, Any]]:
         """(name, annotation, default) of the keyword form, in order."""
@@ -84,8 +87,10 @@ class Declared:
                 declared = f" (declared: {self._declared()})" if named else ""
                 raise LuaArgumentError(f"{self.function}() {'; '.join(problems)}{declared}")
         tail = arguments(self.function, keys, args)
-        self._count(self.keys, "keys", tail[0])
-        self._count(self.args, "args", len(tail) - 1 - tail[0])
+        for params, what, minimum, maximum in self.ranges:
+            count = tail[0] if what == "keys" else len(tail) - 1 - tail[0]
+            if count < minimum or (maximum is not None and count > maximum):
+                self._miscounted(params, what, count)
         return tail
 
     def _take(
@@ -103,7 +108,7 @@ class Declared:
                 f"{self.function}(): {what} given both as a list and by name; use one form"
             )
         values: list[Any] = []
-        for i, (name, kind) in enumerate(params.kinds()):
+        for i, (name, kind) in enumerate(self.kinds[id(params)]):
             value = named.pop(name, None)
             if kind == VARIADIC:
                 if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | None):
@@ -123,12 +128,8 @@ class Declared:
                 missing.append(f"{what[:-1]} {name!r}")
         return values
 
-    def _count(self, params: Params | None, what: str, count: int) -> None:
-        if params is None:
-            return
+    def _miscounted(self, params: Params, what: str, count: int) -> NoReturn:
         maximum = params.maximum
-        if params.minimum <= count and (maximum is None or count <= maximum):
-            return
         if maximum is None:
             expected = f"at least {params.minimum}"
         elif maximum == params.minimum:
