@@ -23,10 +23,15 @@ import redis
 SLOTS = 16384
 
 
+#: ports handed out in this process: a node spawned a moment ago may not have bound its port yet
+_issued: set[int] = set()
+
+
 def _free_port() -> int:
     for _ in range(200):
         port = random.randrange(20000, 45000)
-        if all(_bindable(p) for p in (port, port + 10000)):
+        if port not in _issued and all(_bindable(p) for p in (port, port + 10000)):
+            _issued.add(port)
             return port
     raise RuntimeError("no free loopback port pair (port, port + 10000) found")
 
