@@ -320,14 +320,6 @@ def _functions_unsupported(exc: Exception) -> LuaError | None:
     )
 
 
-def load(linked: Linked) -> Protocol[None]:
-    """SCRIPT LOAD, with a compile error reported at the ``.lua`` line."""
-    try:
-        yield ("SCRIPT LOAD", linked.script)
-    except Exception as exc:
-        _raise_located(linked, exc)
-
-
 def _raise_located(linked: Linked, exc: Exception, note: str | None = None) -> NoReturn:
     """Raise ``exc`` located in the source; an error passed through keeps its own cause and context,
     and gets ``note``, if any."""
