@@ -490,30 +490,44 @@ def test_fakeredis_differences_on_the_functions_backend() -> None:
 # -- Redis 6.2 ------------------------------------------------------------------------------------------
 
 
-def test_a_server_without_functions_gives_a_clear_error_at_bind_and_prune(client: redis.Redis) -> None:
+def test_bind_and_prune_work_or_say_clearly_that_the_server_has_no_functions(client: redis.Redis) -> None:
     import lipkg.basic as basic
 
     if has_functions(client):
-        pytest.skip("the server has Functions")
-    for attempt in (
-        lambda: luaimport.bind(client, basic, backend="functions"),
-        lambda: luaimport.prune(client, keep=[basic]),
-    ):
-        with pytest.raises(LuaError, match=r"the Functions backend needs Redis 7\+ or Valkey 7.2\+") as info:
-            attempt()
-        assert "unknown command" in info.value.server_message
-    assert basic.factorial(client, [], [3]) == 6  # nothing recorded: still a script
+        client.function_flush()
+        deployed = luaimport.bind(client, basic, backend="functions")
+        assert deployed["lipkg.basic.factorial"] == basic.factorial.function_name
+        assert luaimport.prune(client, keep=[basic]) == []
+        assert basic.factorial(client, [], [3]) == 6  # through FCALL
+        luaimport.bind(client, basic)  # back to scripts on this client
+    else:
+        for attempt in (
+            lambda: luaimport.bind(client, basic, backend="functions"),
+            lambda: luaimport.prune(client, keep=[basic]),
+        ):
+            with pytest.raises(
+                LuaError, match=r"the Functions backend needs Redis 7\+ or Valkey 7.2\+"
+            ) as info:
+                attempt()
+            assert "unknown command" in info.value.server_message
+    client.config_resetstat()
+    assert basic.factorial(client, [], [3]) == 6  # a script, as recorded last (or never changed)
+    assert "cmdstat_fcall" not in client.info("commandstats")
 
 
-def test_a_cluster_without_functions_gives_the_same_error(cluster: Cluster) -> None:
+def test_bind_on_a_cluster_works_or_gives_the_same_error(cluster: Cluster) -> None:
     import lipkg.basic as basic
 
-    if has_functions(cluster.primaries[0].client):
-        pytest.skip("the server has Functions")
     rc = RedisCluster(host="127.0.0.1", port=cluster.port)
     try:
-        with pytest.raises(LuaError, match="needs Redis 7"):
-            luaimport.bind(rc, basic, backend="functions")
+        if has_functions(cluster.primaries[0].client):
+            assert luaimport.bind(rc, basic, backend="functions")["lipkg.basic.factorial"] == (
+                basic.factorial.function_name
+            )
+            assert luaimport.prune(rc, keep=[]) == [basic.factorial.library.name]
+        else:
+            with pytest.raises(LuaError, match="needs Redis 7"):
+                luaimport.bind(rc, basic, backend="functions")
     finally:
         rc.close()
 
