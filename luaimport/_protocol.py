@@ -487,7 +487,7 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
             raise
         raise _flags_unsupported(readonly, exc) from None
     # load i ran at its call's position + i: popped in order, each is at its call's position
-    failed = {}
+    failed: dict[str, Exception] = {}
     for position, linked in loads:
         reply = ran.pop(position)
         if isinstance(reply, Exception):
@@ -496,28 +496,9 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
     replies = ran
     for position, linked in calls:
         reply = replies[position]
-        if linked.function is not None and _function_missing(reply):
-            replies[position] = native(LuaNotLoadedError, type(reply))(
-                f"{linked.qualname}: the server had no function {linked.function} when the pipeline ran "
-                "(FUNCTION FLUSH or FUNCTION DELETE, or its library was never deployed there); it did not "
-                "run, and the pipeline was not replayed because its other commands had run: "
-                "luaimport.bind(client, module, backend='functions') deploys it",
-                function=linked.qualname,
-            )
-        elif linked.function is not None:
-            if isinstance(reply, Exception):
-                replies[position] = map_error(linked, reply)
-        elif _cache_miss(reply) and linked.sha in failed:  # did not load: its own error, once per call
-            replies[position] = failed[linked.sha]
-        elif _cache_miss(reply):
-            replies[position] = native(LuaNotLoadedError, type(reply))(
-                f"{linked.qualname}: the script was missing from the server's cache when the pipeline ran "
-                "(SCRIPT FLUSH, a restart or a failover after it was loaded); it did not run, and the "
-                "pipeline was not replayed because its other commands had run",
-                function=linked.qualname,
-            )
-        elif isinstance(reply, Exception):
-            replies[position] = map_error(linked, reply)
+        if isinstance(reply, Exception):
+            replies[position] = _pipelined_error(linked, reply, failed)
+        del reply
     if raise_on_error:
         for number, reply in enumerate(replies, 1):
             if isinstance(reply, Exception):
@@ -527,6 +508,30 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
                 finally:
                     del reply, replies  # as in recover(): no cycle through this frame
     return replies
+
+
+def _pipelined_error(linked: Linked, reply: Exception, failed: dict[str, Exception]) -> Exception:
+    """What a pipelined call of ``linked`` returns for its error ``reply``; ``failed``: loads that failed."""
+    if linked.function is not None:
+        if not _function_missing(reply):
+            return map_error(linked, reply)
+        return native(LuaNotLoadedError, type(reply))(
+            f"{linked.qualname}: the server had no function {linked.function} when the pipeline ran "
+            "(FUNCTION FLUSH or FUNCTION DELETE, or its library was never deployed there); it did not "
+            "run, and the pipeline was not replayed because its other commands had run: "
+            "luaimport.bind(client, module, backend='functions') deploys it",
+            function=linked.qualname,
+        )
+    if not _cache_miss(reply):
+        return map_error(linked, reply)
+    if linked.sha in failed:  # did not load: its own error, once per call
+        return failed[linked.sha]
+    return native(LuaNotLoadedError, type(reply))(
+        f"{linked.qualname}: the script was missing from the server's cache when the pipeline ran "
+        "(SCRIPT FLUSH, a restart or a failover after it was loaded); it did not run, and the "
+        "pipeline was not replayed because its other commands had run",
+        function=linked.qualname,
+    )
 
 
 def _cache_miss(reply: object) -> bool:

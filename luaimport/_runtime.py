@@ -41,6 +41,8 @@ Backend = Literal["scripts", "functions"]
 #: connection pool, or its cluster's nodes manager): recorded by bind(..., backend="functions").
 _functions_on: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 _functions_lock = threading.Lock()
+#: Whether any module was ever bound with backend="functions": until then a call looks nothing up.
+_functions_used = False
 #: Libraries built, by (id of their module's parsed unit, generation); the library holds the unit.
 _libraries: weakref.WeakValueDictionary[tuple[int, int], Library] = weakref.WeakValueDictionary()
 
@@ -55,7 +57,9 @@ def _library_of(target: Target, resolver: Resolver, generation: int) -> Library:
 
 def _use_backend(shared: Any, modules: set[str], backend: Backend) -> None:
     """Record which backend calls of ``modules`` use on the clients sharing ``shared``."""
+    global _functions_used
     with _functions_lock:
+        _functions_used = _functions_used or backend == "functions"
         before = _functions_on.get(shared, frozenset())
         after = before | modules if backend == "functions" else before - modules
         if after:
@@ -152,7 +156,7 @@ class LuaFunction:
         if linked is None or self._gen != _generation:
             linked = self.linked
         kind = _kinds.get(type(client)) or _kind(client)
-        if _functions_on and self.__module__ in _functions_on.get(kind.shared(client), ()):
+        if _functions_used and self.__module__ in _functions_on.get(kind.shared(client), ()):
             linked = self.library.functions[self.__qualname__]  # bound with backend="functions": FCALL
         return kind.call(client, linked, tail)
 
@@ -212,7 +216,7 @@ def bind(client: Any, functions: Sequence[LuaFunction], backend: Backend = "scri
         protocol = _protocol.load_all(list(unique.values()))
     else:
         raise ValueError(f"bind(): backend must be 'scripts' or 'functions', not {backend!r}")
-    if backend == "functions" or _functions_on:
+    if backend == "functions" or _functions_used:
         shared = kind.shared(client)
         protocol = _protocol.then(protocol, lambda: _use_backend(shared, modules, backend))
     return kind.bind(client, protocol)
@@ -365,21 +369,23 @@ class _Kind:
         self.one_by_one: Callable[[Send], Batch] = _one_by_one_async if self.is_async else _one_by_one_sync
         #: ``call(client, linked, tail)`` runs a call; plain clients (nearly every call) take the short way
         self.call: Callable[[Any, Linked, _protocol.Command], Any] = (
-            self._call_routed if self.cluster or self.pipeline else self._call_direct
+            self._call_routed if self.cluster else self._call_queued if self.pipeline else self._call_direct
         )
 
     def _call_direct(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
         return self.evalsha(self, client, client.execute_command, linked, tail)
 
+    def _call_queued(self, pipe: Any, linked: Linked, tail: _protocol.Command) -> Any:
+        if _watching(pipe):  # a watching pipeline runs the call at once, like its client
+            return self._call_direct(pipe, linked, tail)
+        return _PipelineCalls.queue(pipe, self, linked, tail)
+
     def _call_routed(self, client: Any, linked: Linked, tail: _protocol.Command) -> Any:
-        cluster = _cluster_of(client) if self.cluster else None
+        cluster = _cluster_of(client)
         keys = tail[1 : 1 + tail[0]]
-        if cluster is not None:
-            _protocol.same_slot(linked.qualname, keys, cluster.keyslot, self.cluster_error)
+        _protocol.same_slot(linked.qualname, keys, cluster.keyslot, self.cluster_error)
         if self.pipeline and not _watching(client):
-            return _PipelineCalls.of(client, self).queue(linked, tail)
-        if cluster is None:  # a watching pipeline runs the call at once, like its client
-            return self._call_direct(client, linked, tail)
+            return _PipelineCalls.queue(client, self, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
         send = _KeyedCall(cluster, execute, keys[0]) if keys else _OnePrimary(cluster, execute)
@@ -599,33 +605,34 @@ class _PipelineCalls:
         self.queued_on: Any = None  # the pipeline, held strongly while calls are queued on it
         self.kind = kind
         self.calls: list[tuple[int, Linked]] = []
+        pipe._luaimport_calls = self
         pipe.execute = self.execute
         pipe.reset = self.reset
         if hasattr(pipe, "discard"):
             pipe.discard = self.discard
 
     @classmethod
-    def of(cls, pipe: Any, kind: _Kind) -> _PipelineCalls:
-        installed = getattr(pipe.execute, "__self__", None)
-        return installed if isinstance(installed, cls) else cls(pipe, kind)
+    def queue(cls, pipe: Any, kind: _Kind, linked: Linked, tail: _protocol.Command) -> Any:
+        """Queue a call of ``linked`` on ``pipe``, installing the pipeline's calls on first use."""
+        calls: _PipelineCalls | None = getattr(pipe, "_luaimport_calls", None)
+        if calls is None:
+            calls = cls(pipe, kind)
+        position = len(pipe)
+        command = _protocol.evalsha(linked, tail)
+        if kind.cluster and not tail[0] and command[0] == "EVALSHA_RO":
+            # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
+            # keyless EVALSHA_RO
+            command = ("EVALSHA", *command[1:])
+        queued = pipe.execute_command(*command)
+        if not calls.calls:
+            calls.queued_on = pipe
+        calls.calls.append((position, linked))
+        return queued
 
     def _pipe(self) -> Any:
         pipe = self.pipe()
         assert pipe is not None, "called through the pipeline, which is alive"
         return pipe
-
-    def queue(self, linked: Linked, tail: _protocol.Command) -> Any:
-        pipe = self._pipe()
-        position = len(pipe)
-        command = _protocol.evalsha(linked, tail)
-        if self.kind.cluster and not tail[0] and command[0] == "EVALSHA_RO":
-            # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
-            # keyless EVALSHA_RO
-            command = ("EVALSHA", *command[1:])
-        queued = pipe.execute_command(*command)
-        self.calls.append((position, linked))
-        self.queued_on = pipe
-        return queued
 
     def reset(self, *args: Any, **kwargs: Any) -> Any:
         return self._emptied("reset", args, kwargs)
