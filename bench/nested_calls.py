@@ -1,6 +1,5 @@
 """Cost of a linked CALL inside the server, against hand-written Lua and lua_call's registry.
 
-Run: bash bench/run  (writes docs/benchmarks-nested.md).  Not a test: it asserts nothing.
 Each variant is one EVAL that loops N times over a call of a one-line function
 (``return ARGV[1]``), timed from the client; the EVAL's own round trip is a few
 microseconds against milliseconds of loop.  Per server, the variants take turns
@@ -19,8 +18,8 @@ The mechanism's own cost is a variant's loop minus the inlined loop.
 
 from __future__ import annotations
 
-import platform
 import statistics
+import sys
 from collections.abc import Callable
 
 import _common
@@ -28,7 +27,6 @@ import redis
 
 import luaimport
 
-ROUNDS, N = 9, 50_000
 LINKED = """
 --@function leaf
 return ARGV[1]
@@ -73,74 +71,75 @@ return 1
 """
 
 
-def server_name(client: redis.Redis) -> str:
-    info = client.info("server")
-    if "valkey_version" in info:
-        return f"Valkey {info['valkey_version']}"
-    return f"Redis {info['redis_version']}"
-
-
-def measure(client: redis.Redis) -> dict[str, list[float]]:
+def measure(client: redis.Redis, rounds: int, n: int) -> dict[str, list[float]]:
     """ns per iteration of each variant, one list of rounds each."""
     mod = luaimport.loads(LINKED, "bench_nested")
     luaimport.bind(client, mod)
     local, inlined = client.script_load(LOCAL), client.script_load(INLINED)
     runs: dict[str, Callable[[], object]] = {
-        "local": lambda: client.evalsha(local, 0, N),
-        "linked": lambda: mod.loop(client, [], [N]),
-        "inlined": lambda: client.evalsha(inlined, 0, N),
+        "local": lambda: client.evalsha(local, 0, n),
+        "linked": lambda: mod.loop(client, [], [n]),
+        "inlined": lambda: client.evalsha(inlined, 0, n),
     }
     try:
         sha = client.script_load(REGISTRY_LEAF)
         client.hset(":registry", "leaf", sha)
         registry = client.script_load(REGISTRY_LOOP)
         client.evalsha(registry, 0, 1)  # raises where scripts cannot reach f_<sha> (Redis 7+, Valkey)
-        runs["registry"] = lambda: client.evalsha(registry, 0, N)
+        runs["registry"] = lambda: client.evalsha(registry, 0, n)
     except redis.ResponseError:
         pass
-    rounds = _common.interleaved(list(runs.values()), ROUNDS, 1)  # µs per EVAL of N iterations
-    samples = {name: [us * 1e3 / N for us in times] for name, times in zip(runs, rounds, strict=True)}
-    return samples
+    rounds_us = _common.interleaved(list(runs.values()), rounds, 1)  # µs per EVAL of n iterations
+    return {name: [us * 1e3 / n for us in times] for name, times in zip(runs, rounds_us, strict=True)}
 
 
-def ratio(samples: dict[str, list[float]], top: str, bottom: str, minus: str | None = None) -> str:
-    """Median and range of per-round ratios ``(top - minus) / (bottom - minus)``."""
-    base = samples[minus] if minus else [0.0] * ROUNDS
-    ratios = sorted((t - b0) / (u - b0) for t, u, b0 in zip(samples[top], samples[bottom], base, strict=True))
-    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f})"
-
-
-def main() -> int:
+def section(quick: bool = False) -> list[str]:
+    rounds, n = (2, 100) if quick else (15, 50_000)
     rows = []
-    for name, server in _common.servers():
-        with server as client:
-            samples, shown = measure(client), server_name(client)
+    for _, binary in _common.binaries():
+        with _common.server(binary) as url:
+            client = redis.Redis.from_url(url)
+            samples, name = measure(client, rounds, n), _common.server_name(client)
+            client.close()
         ns = {variant: statistics.median(times) for variant, times in samples.items()}
-        registry = f"{ns['registry']:.0f}" if "registry" in ns else "fails (no f_<sha>)"
-        mechanism = ratio(samples, "registry", "linked", minus="inlined") if "registry" in samples else "n/a"
-        loops = " | ".join(f"{ns[variant]:.0f}" for variant in ("inlined", "local", "linked"))
-        rows.append(
-            f"| {shown} ({name}) | {loops} | {registry} | {ratio(samples, 'linked', 'local')} | {mechanism} |"
+        linked = _common.ratios(samples["linked"], samples["local"])
+        _common.figure(
+            f"(d) linked CALL loop / local functions, {name}",
+            _common.spread(linked, digits=2),
+            "<= 1.2x",
+            _common.judged(linked, 1.2),
         )
-    lines = [
-        "# Nested calls inside the server",
+        mechanism = "n/a (no f_<sha> on this server)"
+        if "registry" in ns:
+            # medians first: the linked mechanism is a few ns, so a per-round difference is mostly noise
+            times = (ns["registry"] - ns["inlined"]) / (ns["linked"] - ns["inlined"])
+            mechanism = f"{times:.0f}x"
+            _common.figure(
+                f"(d) registry mechanism / linked mechanism, {name}", mechanism, ">= 10x", times >= 10
+            )
+        cells = " | ".join(f"{ns[variant]:.0f}" for variant in ("inlined", "local", "linked"))
+        registry = f"{ns['registry']:.0f}" if "registry" in ns else "fails (no f_<sha>)"
+        rows.append(f"| {name} | {cells} | {registry} | {_common.spread(linked, digits=2)} | {mechanism} |")
+    return [
+        "## (d) Nested calls inside the server",
         "",
-        f"Command: `bash bench/run` (Python {platform.python_version()}, {platform.machine()}, "
-        f"servers on unix sockets; a loop of {N:,} calls per EVAL, median of {ROUNDS} interleaved rounds).",
+        f"Each variant is one EVAL looping {n:,} times over a call of `return ARGV[1]`; {rounds} rounds, the "
+        "variants taking turns; ns per iteration (median).  *inlined*: the callee's body written in place "
+        "(the tables a call takes are still built); *local*: a hand-written `local function`; *linked*: "
+        "`CALL.leaf({}, {i})` as luaimport links it; *registry*: lua_call 0.10's mechanism (2014), which "
+        "only Redis 6.2 still runs: arguments pushed onto ARGV, `HGET` of the callee's SHA from a "
+        "registry hash, a call of the global `f_<sha>`.",
         "",
-        "ns per loop iteration. *linked / local*: a `CALL.leaf({}, {i})` against a call of a",
-        "hand-written local function [target: at most 1.2x]. *registry / linked mechanism*: what",
-        "lua_call's registry call costs beyond the inlined loop, against what a linked call costs",
-        "beyond it [target: at least 10x], where the registry still works (Redis 6.2).",
+        "*linked / local*: per-round ratio [target: at most 1.2x].  *registry / linked mechanism*: what "
+        "the registry call costs beyond the inlined loop against what a linked call costs beyond it, "
+        "from the medians [target: at least 10x].",
         "",
         "| server | inlined | local | linked | registry | linked / local | registry / linked mechanism |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
-    _common.write("benchmarks-nested.md", lines)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print("\n".join(section("--quick" in sys.argv)))

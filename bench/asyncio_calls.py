@@ -1,0 +1,82 @@
+"""(c) 1,000 concurrent luaimport calls on an asyncio client against 1,000 raw async EVALSHAs.
+
+Both sides ``asyncio.gather`` their calls on the same ``redis.asyncio`` client, so they share its
+connection pool (warmed up before timing): the difference is what luaimport's asyncio shell adds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+
+import _common
+import redis.asyncio
+
+import luaimport
+
+SOURCE = "--@function leaf\nreturn ARGV[1]\n"
+TARGET = 1.05
+
+
+async def measure(url: str, calls: int, rounds: int) -> tuple[list[float], list[float]]:
+    leaf = luaimport.loads(SOURCE, "bench_async").leaf
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await luaimport.bind(client, leaf)
+        sha = leaf.sha
+
+        async def raw() -> list[object]:
+            return await asyncio.gather(*(client.evalsha(sha, 1, f"k{i}", "v") for i in range(calls)))
+
+        async def ours() -> list[object]:
+            return await asyncio.gather(*(leaf(client, [f"k{i}"], ["v"]) for i in range(calls)))
+
+        assert await raw() == await ours()  # also opens the pool's connections
+        samples: tuple[list[float], list[float]] = ([], [])
+        for round_ in range(rounds):
+            order = [(raw, samples[0]), (ours, samples[1])]
+            for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
+                start = time.perf_counter()
+                await fn()
+                times.append((time.perf_counter() - start) * 1e3)
+        return samples
+    finally:
+        await client.aclose()
+
+
+def section(quick: bool = False) -> list[str]:
+    calls, rounds = (10, 2) if quick else (1000, 31)
+    rows = []
+    for _, server in _common.servers():
+        with server as url:
+            sync = redis.Redis.from_url(url)
+            name = _common.server_name(sync)
+            sync.close()
+            raw, ours = asyncio.run(measure(url, calls, rounds))
+        ratio = _common.ratios(ours, raw)
+        medians = f"{statistics.median(raw):.1f} | {statistics.median(ours):.1f}"
+        rows.append(f"| {name} | {medians} | {_common.spread(ratio)} |")
+        _common.figure(
+            f"(c) asyncio gather / raw, {name}",
+            _common.spread(ratio),
+            f"<= {TARGET}x",
+            _common.judged(ratio, TARGET),
+        )
+    return [
+        "## (c) asyncio: concurrent calls",
+        "",
+        f"`asyncio.gather` of {calls:,} calls on one `redis.asyncio` client, against {calls:,} raw "
+        f"`await client.evalsha(...)`; {rounds} rounds, the sides taking turns; ms per gather, median, "
+        f"and the per-round ratio [target: at most {TARGET}x].",
+        "",
+        "| server | raw ms | luaimport ms | ratio |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(section("--quick" in sys.argv)))
