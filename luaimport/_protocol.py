@@ -456,9 +456,10 @@ def pipeline(calls: Sequence[tuple[int, Linked]], raise_on_error: bool, preload:
     pipeline's other commands have already run.
     """
     firsts: dict[str, tuple[int, Linked]] = {}
-    for position, linked in calls:
-        if linked.function is None:  # functions are deployed by bind, never loaded here
-            firsts.setdefault(linked.sha, (position, linked))
+    for call in calls:
+        linked = call[1]
+        if linked.function is None and linked.sha not in firsts:  # functions are deployed by bind
+            firsts[linked.sha] = call
     loads = [] if preload else list(firsts.values())  # in the order of the pipeline
     if preload and firsts:
         scripts = [linked for _, linked in firsts.values()]
