@@ -84,7 +84,7 @@ def measure(
 
 
 def section(quick: bool = False) -> list[str]:
-    rounds, calls = (2, 10) if quick else (41, 1000)
+    rounds, calls = (2, 10) if quick else (101, 300)
     mod = luaimport.loads(SOURCE, "bench_mod")
     rows, judged_rows = [], []
     for label, server in _common.servers():

@@ -94,7 +94,7 @@ def measure(client: redis.Redis, rounds: int, n: int) -> dict[str, list[float]]:
 
 
 def section(quick: bool = False) -> list[str]:
-    rounds, n = (2, 100) if quick else (15, 50_000)
+    rounds, n = (2, 100) if quick else (31, 50_000)
     rows = []
     for _, binary in _common.binaries():
         with _common.server(binary) as url:

@@ -97,7 +97,7 @@ def measure_async(
 
 
 def section(quick: bool = False) -> list[str]:
-    calls, rounds = (10, 2) if quick else (1000, 31)
+    calls, rounds = (10, 2) if quick else (1000, 101)
     keys = [f"key{i}" for i in range(calls)]
     leaf = luaimport.loads(SOURCE, "bench_pipe").leaf
     rows = []
