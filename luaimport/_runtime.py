@@ -308,7 +308,7 @@ def _pipelined(client: Any) -> Batch:
 
 
 def _one_by_one_sync(send: Send) -> Batch:
-    """A batch for transports that cannot pipeline (a cluster's per-node commands, a pipeline's own)."""
+    """A batch for transports that cannot pipeline (a cluster's heal or prune, a pipeline's own commands)."""
 
     def batch(commands: list[_protocol.Command]) -> list[Any]:
         replies: list[Any] = []
@@ -341,6 +341,101 @@ def _one_by_one_async(send: Send) -> Batch:
     return batch
 
 
+class _Spread:
+    """A batch spread over a cluster: each command on every node it must reach, one pipeline per node.
+
+    The nodes are every primary, and the replicas too when the client reads
+    from them (:func:`_with_replicas`).  ``nodes`` lists each node with its
+    commands in batch order; :meth:`fold` turns the nodes' replies, in that
+    order, back into one reply per command, so the protocol still sees one
+    batch and knows nothing of nodes.
+    """
+
+    __slots__ = ("nodes", "positions", "size")
+
+    def __init__(self, client: Any, primaries: list[Any], commands: list[_protocol.Command]) -> None:
+        by_name: dict[str, tuple[Any, list[int]]] = {}
+        for position, command in enumerate(commands):
+            for node in _with_replicas(client, primaries, command):
+                by_name.setdefault(node.name, (node, []))[1].append(position)
+        self.size = len(commands)
+        self.nodes = [(node, [commands[p] for p in positions]) for node, positions in by_name.values()]
+        #: the position in the batch of each command sent, node after node
+        self.positions = [p for _, positions in by_name.values() for p in positions]
+
+    def fold(self, replies: Sequence[Any]) -> list[Any]:
+        """One reply per command: the first error a node gave it, else the first node's reply.
+
+        An error wins because a load that failed anywhere failed: the protocol
+        raises it, located in the ``.lua`` file when the script did not compile.
+        """
+        folded: dict[int, Any] = {}
+        for position, reply in zip(self.positions, replies, strict=True):
+            if position not in folded or (
+                isinstance(reply, Exception) and not isinstance(folded[position], Exception)
+            ):
+                folded[position] = reply
+        return [folded[position] for position in range(self.size)]
+
+
+def _everywhere_sync(client: Any) -> Batch:
+    """A batch on every node of a sync cluster client: one pipeline per node, node after node.
+
+    Each node's pipeline goes through that node's own client, not through
+    redis-py's cluster pipeline: when a node's connection fails between the
+    write and the reads, that pipeline (sync only) sends the node's commands
+    again one by one without their target, to the primaries, and reports
+    success, so a replica would be left without the scripts and no error.
+    Here the node's error is raised.  Only loads go through this batch, so
+    that a node's client resends its pipeline after a connection error (its
+    own ``Retry``) is harmless.
+    """
+    node_client = getattr(client, "get_redis_connection", None) or client.get_valkey_connection
+
+    def batch(commands: list[_protocol.Command]) -> list[Any]:
+        spread = _Spread(client, client.get_primaries(), commands)
+        replies: list[Any] = []
+        for node, queued in spread.nodes:
+            replies.extend(_pipelined(node_client(node))(queued))
+        return spread.fold(replies)
+
+    return batch
+
+
+def _everywhere_async(client: Any) -> Batch:
+    """:func:`_everywhere_sync` for an asyncio cluster client: the nodes' pipelines run concurrently.
+
+    They go as one redis-py cluster pipeline holding each command once per
+    node, with that node as its target: it writes to every node, then
+    gathers the replies, and (unlike the sync one) never resends a command
+    that failed on a node.  But when it cannot reach a node at all, it
+    retries with the targets forgotten and fails with ``Too many targets for
+    command`` and the script's whole text.  The batch then sends a PING to
+    every node, which raises the unreachable node's own error (a
+    ``ConnectionError``); if every node answers, the pipeline runs once more.
+    """
+
+    async def pipelined(commands: list[_protocol.Command]) -> list[Any]:
+        if not client.get_primaries():  # an asyncio cluster client learns its nodes on first use
+            await client.initialize()
+        spread = _Spread(client, client.get_primaries(), commands)
+        pipe = client.pipeline()
+        for node, queued in spread.nodes:
+            for command in queued:
+                pipe.execute_command(*command, target_nodes=node)
+        return spread.fold(await pipe.execute(raise_on_error=False))
+
+    async def batch(commands: list[_protocol.Command]) -> list[Any]:
+        try:
+            return await pipelined(commands)
+        except Exception:  # not the error to report (see above): ask the nodes, outside this handler
+            pass
+        await _ClusterEverywhere(client, client.execute_command)("PING")
+        return await pipelined(commands)
+
+    return batch
+
+
 class _Kind:
     """How to talk to one type of client: which driver, and where each command goes.
 
@@ -367,6 +462,8 @@ class _Kind:
             _evalsha_async if self.is_async else _evalsha_sync
         )
         self.one_by_one: Callable[[Send], Batch] = _one_by_one_async if self.is_async else _one_by_one_sync
+        #: ``everywhere(cluster)``: a batch of loads sent to every node of a cluster, one pipeline per node
+        self.everywhere: Callable[[Any], Batch] = _everywhere_async if self.is_async else _everywhere_sync
         #: ``call(client, linked, tail)`` runs a call; plain clients (nearly every call) take the short way
         self.call: Callable[[Any, Linked, _protocol.Command], Any] = (
             self._call_routed if self.cluster else self._call_queued if self.pipeline else self._call_direct
@@ -410,10 +507,14 @@ class _Kind:
         return _pipelined(client)
 
     def bind(self, client: Any, protocol: _protocol.Protocol[dict[str, str]]) -> Any:
+        """Run a protocol of loads: its batches in one round trip, on a cluster one per node."""
         if self.pipeline:
             raise TypeError("bind() takes a client, not a pipeline (calls on a pipeline load their scripts)")
-        send = _ClusterEverywhere(client, client.execute_command) if self.cluster else client.execute_command
-        return self.drive(send, self.batch(client, send), protocol)
+        if not self.cluster:
+            return self.drive(client.execute_command, _pipelined(client), protocol)
+        return self.drive(
+            _ClusterEverywhere(client, client.execute_command), self.everywhere(client), protocol
+        )
 
     def prune(self, client: Any, protocol: _protocol.Protocol[list[str]]) -> Any:
         if self.pipeline:

@@ -1,0 +1,210 @@
+"""bind() on a cluster: one pipelined round trip per node, however many scripts it loads.
+
+Round trips are counted on the client side: every write a client of redis-py
+or valkey-py makes goes through its connection's ``send_packed_command``, a
+single command and a whole pipeline alike, so a pipeline is one write.  The
+clients connect to every node before the count starts: the handshake of a new
+connection is not bind's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.connection
+import redis.connection
+import valkey
+import valkey.asyncio.connection
+import valkey.connection
+from _clients import CLIENTS
+from _cluster import Cluster
+from _servers import has_functions
+
+import luaimport
+from luaimport import LuaModule, LuaSyntaxError
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+FUNCTIONS = 500
+#: (client library, asyncio) of every cluster client
+FLAVOURS = [("redis", False), ("redis", True), ("valkey", False), ("valkey", True)]
+FLAVOUR_IDS = ["redis", "redis-asyncio", "valkey", "valkey-asyncio"]
+#: every write a client makes goes through these classes' send_packed_command
+CONNECTIONS = [
+    redis.connection.Connection,
+    redis.asyncio.connection.Connection,
+    valkey.connection.Connection,
+    valkey.asyncio.connection.Connection,
+]
+
+Run = Callable[[Any], Any]
+
+
+def many_functions(count: int, broken: int | None = None) -> LuaModule:
+    """A module of ``count`` functions, two lines each; function number ``broken`` does not compile.
+
+    Built from a string: a file of hundreds of such functions would say nothing more.
+    """
+    blocks = [f"--@function f{i}\nreturn {i}\n" for i in range(count)]
+    if broken is not None:
+        blocks[broken] = f"--@function f{broken}\nlocal a = = {broken}\n"
+    return luaimport.loads("".join(blocks), "many", "many.lua")
+
+
+@pytest.fixture(scope="module")
+def many() -> LuaModule:
+    return many_functions(FUNCTIONS)
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[int]:
+    """The writes clients make from now on, by the port of the server written to."""
+    counts: collections.Counter[int] = collections.Counter()
+    for connection in CONNECTIONS:
+        owner = next(cls for cls in connection.__mro__ if "send_packed_command" in vars(cls))
+        send = vars(owner)["send_packed_command"]
+        monkeypatch.setattr(owner, "send_packed_command", counting(send, counts))
+    return counts
+
+
+def counting(send: Callable[..., Any], counts: collections.Counter[int]) -> Callable[..., Any]:
+    """``send``, counting each call in ``counts`` under the port of its connection."""
+    if inspect.iscoroutinefunction(send):
+
+        async def counted_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[self.port] += 1
+            return await send(self, *args, **kwargs)
+
+        return counted_async
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts[self.port] += 1
+        return send(self, *args, **kwargs)
+
+    return counted
+
+
+@contextlib.contextmanager
+def cluster_client(flavour: tuple[str, bool], port: int, **options: Any) -> Iterator[tuple[Any, Run]]:
+    """A cluster client of ``flavour`` that knows its nodes, and ``run``, which waits for what it returns."""
+    library, is_async = flavour
+    _, cls = CLIENTS[library, is_async]
+    client = cls(host="127.0.0.1", port=port, **options)
+    if not is_async:
+        with contextlib.closing(client):
+            yield client, lambda result: result
+        return
+    with asyncio.Runner() as runner:  # which cancels what a failed call left running, when it closes
+        runner.run(client.initialize())
+        try:
+            yield client, runner.run
+        finally:
+            runner.run(client.aclose())
+
+
+def script_loads(node: redis.Redis) -> int:
+    """The SCRIPT LOADs ``node`` ran; on Redis 6.2, which has no per-subcommand stats, every SCRIPT."""
+    stats = node.info("commandstats")
+    return int((stats.get("cmdstat_script|load") or stats.get("cmdstat_script") or {}).get("calls", 0))
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize("replicas", [False, True], ids=["primaries", "reads-from-replicas"])
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=FLAVOUR_IDS)
+def test_bind_of_many_functions_is_one_round_trip_per_node(
+    cluster: Cluster,
+    writes: collections.Counter[int],
+    many: LuaModule,
+    flavour: tuple[str, bool],
+    replicas: bool,
+) -> None:
+    cluster.replicas_listed()  # known to the client, so that writes to them would be counted
+    targets = cluster.nodes if replicas else cluster.primaries
+    with cluster_client(flavour, cluster.port, read_from_replicas=replicas) as (client, run):
+        assert {node.port for node in client.get_nodes()} == {node.port for node in cluster.nodes}
+        run(client.execute_command("PING", target_nodes=client.get_nodes()))  # connected to every node
+        writes.clear()
+        loaded = run(luaimport.bind(client, many))
+        counted = dict(writes)
+    assert counted == {node.port: 1 for node in targets}
+    assert loaded == {f"many.f{i}": getattr(many, f"f{i}").sha for i in range(FUNCTIONS)}
+    for node in cluster.primaries:  # (asked first: Redis 6.2 counts SCRIPT EXISTS with SCRIPT LOAD)
+        assert script_loads(node.client) == FUNCTIONS  # each script once per node: nothing was resent
+    for node in targets:
+        assert all(node.client.script_exists(*loaded.values()))
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=FLAVOUR_IDS)
+def test_a_deploy_is_one_round_trip_per_primary_and_never_reaches_replicas(
+    cluster: Cluster, writes: collections.Counter[int], many: LuaModule, flavour: tuple[str, bool]
+) -> None:
+    """Replicas refuse FUNCTION LOAD and get the libraries by replication."""
+    import lipkg.basic as basic
+
+    if not has_functions(cluster.primaries[0].client):
+        pytest.skip("Redis 6.2 has no Functions (test_functions.py checks the error it gives)")
+    cluster.replicas_listed()
+    with cluster_client(flavour, cluster.port, read_from_replicas=True) as (client, run):
+        run(client.execute_command("PING", target_nodes=client.get_nodes()))
+        writes.clear()
+        deployed = run(luaimport.bind(client, many, basic, backend="functions"))
+        counted = dict(writes)
+    assert counted == {node.port: 1 for node in cluster.primaries}
+    assert deployed["many.f7"] == many.f7.function_name
+    assert deployed["lipkg.basic.factorial"] == basic.factorial.function_name
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=FLAVOUR_IDS)
+def test_a_script_that_does_not_compile_fails_bind_at_its_lua_line(
+    cluster: Cluster, flavour: tuple[str, bool]
+) -> None:
+    cluster.replicas_listed()
+    broken = many_functions(FUNCTIONS, broken=FUNCTIONS // 2)
+    with (
+        cluster_client(flavour, cluster.port, read_from_replicas=True) as (client, run),
+        pytest.raises(LuaSyntaxError) as info,
+    ):
+        run(luaimport.bind(client, broken))
+    lineno = 2 * (FUNCTIONS // 2) + 2
+    assert (info.value.filename, info.value.lineno) == ("many.lua", lineno)
+    assert info.value.text == f"local a = = {FUNCTIONS // 2}"
+
+
+def test_bind_on_a_cluster_with_a_node_down_raises_that_nodes_connection_error(
+    server_binary: str, tmp_path: Path
+) -> None:
+    """Clients that have already talked to the node and clients that never have.
+
+    redis-py's asyncio cluster pipeline, unable to connect to a node, retries
+    with the commands' targets forgotten and fails with ``Too many targets for
+    command``: bind reports the node's own error instead.
+    """
+    import lipkg.basic as basic
+
+    cluster = Cluster.start(server_binary, tmp_path, replicas=0)
+    try:
+        with contextlib.ExitStack() as stack:
+            used = [stack.enter_context(cluster_client(f, cluster.port)) for f in FLAVOURS]
+            fresh = [stack.enter_context(cluster_client(f, cluster.port)) for f in FLAVOURS]
+            for client, run in used:
+                run(luaimport.bind(client, basic))
+            down = cluster.primaries[1]
+            down.process.send_signal(signal.SIGKILL)
+            down.process.wait()
+            for (client, run), flavour in zip(used + fresh, FLAVOURS + FLAVOURS, strict=True):
+                library = redis if flavour[0] == "redis" else valkey
+                with pytest.raises(library.exceptions.ConnectionError):
+                    run(luaimport.bind(client, basic))
+    finally:
+        cluster.stop()
