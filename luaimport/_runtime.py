@@ -576,7 +576,7 @@ class _ClusterTransport(abc.ABC):
 
 
 class _ClusterEverywhere(_ClusterTransport):
-    """Every primary, and the replicas too when the client may read from them (for bind)."""
+    """Every primary, and the replicas too when the client may read from them (bind, a pipeline's preload)."""
 
     __slots__ = ()
 
@@ -768,4 +768,6 @@ class _PipelineCalls:
             return immediate(*command)
 
         protocol = _protocol.pipeline(calls, raise_on_error, preload=self.kind.cluster)
-        return self.kind.drive(send, self.kind.one_by_one(send), protocol)
+        # only a cluster's preload sends a batch: the missing scripts, one pipeline per node
+        batch = self.kind.everywhere(_cluster_of(pipe)) if self.kind.cluster else self.kind.one_by_one(send)
+        return self.kind.drive(send, batch, protocol)

@@ -208,3 +208,38 @@ def test_bind_on_a_cluster_with_a_node_down_raises_that_nodes_connection_error(
                     run(luaimport.bind(client, basic))
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=FLAVOUR_IDS)
+def test_a_cold_cluster_pipeline_loads_its_scripts_in_one_round_trip_per_primary(
+    cluster: Cluster, writes: collections.Counter[int], many: LuaModule, flavour: tuple[str, bool]
+) -> None:
+    """Per primary: one SCRIPT EXISTS, then one pipeline of the missing loads; then the pipeline itself.
+
+    (redis-py 8.1's sync cluster pipeline also asks its default node ``COMMAND GETKEYS`` for each
+    EVALSHA queued: round trips of redis-py's own, not counted here.)
+    """
+    functions = [getattr(many, f"f{i}") for i in range(100)]
+    with cluster_client(flavour, cluster.port) as (client, run):
+        run(client.execute_command("PING", target_nodes=client.get_nodes()))
+        owner = client.get_node_from_key("{calls}").port
+        asked = {node.port: -commands_asked(node.client) for node in cluster.primaries}
+        writes.clear()
+        pipe = client.pipeline()
+        for function in functions:
+            function(pipe, ["{calls}"], [])
+        assert run(pipe.execute()) == list(range(100))
+        counted = dict(writes)
+    for node in cluster.primaries:
+        asked[node.port] += commands_asked(node.client)
+        assert all(node.client.script_exists(*(function.sha for function in functions)))
+    ours = {port: count - asked[port] for port, count in counted.items()}
+    assert ours == {node.port: 2 + (node.port == owner) for node in cluster.primaries}
+
+
+def commands_asked(node: redis.Redis) -> int:
+    """The COMMAND commands ``node`` ran (COMMAND GETKEYS among them)."""
+    stats = node.info("commandstats")
+    return sum(
+        v["calls"] for k, v in stats.items() if k == "cmdstat_command" or k.startswith("cmdstat_command|")
+    )
