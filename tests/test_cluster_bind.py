@@ -1,9 +1,7 @@
 """bind() on a cluster: one pipelined round trip per node, however many scripts it loads.
 
-Round trips are counted on the client side: every write a client of redis-py
-or valkey-py makes goes through its connection's ``send_packed_command``, a
-single command and a whole pipeline alike, so a pipeline is one write.  The
-clients connect to every node before the count starts: the handshake of a new
+Round trips are counted on the client side (``_writes``).  The clients
+connect to every node before the count starts: the handshake of a new
 connection is not bind's.
 """
 
@@ -12,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,14 +17,11 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio.connection
-import redis.connection
 import valkey
-import valkey.asyncio.connection
-import valkey.connection
 from _clients import CLIENTS
 from _cluster import Cluster
 from _servers import has_functions
+from _writes import counted_writes
 
 import luaimport
 from luaimport import LuaModule, LuaSyntaxError
@@ -38,13 +32,6 @@ FUNCTIONS = 500
 #: (client library, asyncio) of every cluster client
 FLAVOURS = [("redis", False), ("redis", True), ("valkey", False), ("valkey", True)]
 FLAVOUR_IDS = ["redis", "redis-asyncio", "valkey", "valkey-asyncio"]
-#: every write a client makes goes through these classes' send_packed_command
-CONNECTIONS = [
-    redis.connection.Connection,
-    redis.asyncio.connection.Connection,
-    valkey.connection.Connection,
-    valkey.asyncio.connection.Connection,
-]
 
 Run = Callable[[Any], Any]
 
@@ -66,31 +53,10 @@ def many() -> LuaModule:
 
 
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[int]:
-    """The writes clients make from now on, by the port of the server written to."""
-    counts: collections.Counter[int] = collections.Counter()
-    for connection in CONNECTIONS:
-        owner = next(cls for cls in connection.__mro__ if "send_packed_command" in vars(cls))
-        send = vars(owner)["send_packed_command"]
-        monkeypatch.setattr(owner, "send_packed_command", counting(send, counts))
-    return counts
-
-
-def counting(send: Callable[..., Any], counts: collections.Counter[int]) -> Callable[..., Any]:
-    """``send``, counting each call in ``counts`` under the port of its connection."""
-    if inspect.iscoroutinefunction(send):
-
-        async def counted_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-            counts[self.port] += 1
-            return await send(self, *args, **kwargs)
-
-        return counted_async
-
-    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counts[self.port] += 1
-        return send(self, *args, **kwargs)
-
-    return counted
+def writes() -> Iterator[collections.Counter[int]]:
+    """The writes clients make from now on (one per round trip), by the port of the server written to."""
+    with counted_writes() as counts:
+        yield counts
 
 
 @contextlib.contextmanager
