@@ -28,6 +28,7 @@ SECTIONS = [
     "pipelines",
     "asyncio_calls",
     "nested_calls",
+    "bind",
     "memory",
     "functions",
 ]
