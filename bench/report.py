@@ -29,6 +29,7 @@ SECTIONS = [
     "asyncio_calls",
     "nested_calls",
     "bind",
+    "cluster_calls",
     "memory",
     "functions",
 ]

@@ -9,12 +9,13 @@ The sync and async shells are the same dozen lines with and without
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import random
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from redis.exceptions import RedisClusterException
@@ -485,7 +486,7 @@ class _Kind:
             return _PipelineCalls.queue(client, self, linked, tail)
         # a watching cluster pipeline runs the call at once, as the cluster client it wraps would
         execute = _immediate(client, self) if self.pipeline else client.execute_command
-        send = _KeyedCall(cluster, execute, keys[0]) if keys else _OnePrimary(cluster, execute)
+        send = _KeyedCall(cluster, execute, keys[0], self.is_async) if keys else _OnePrimary(cluster, execute)
         return self.evalsha(self, client, send, linked, tail)
 
     def shared(self, client: Any) -> Any:
@@ -598,10 +599,126 @@ def _with_replicas(client: Any, nodes: list[Any], command: _protocol.Command) ->
 
 #: The commands that run a script or a function: routed by their keys, like the call itself.
 _RUNS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "FCALL", "FCALL_RO"})
+#: Those whose keys redis-py's cluster clients do not parse but ask a node for (``COMMAND GETKEYS``, once
+#: or twice per call: a round trip each): luaimport routes these by slot itself (:class:`_Routing`).
+_ASKS_FOR_KEYS = frozenset({"EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"})
+#: The step of :func:`_attempts` that brings an asyncio cluster client's slot map up to date.
+_INITIALIZE = "<initialize>"
+
+
+class _Routing:
+    """How one type of cluster client routes a keyed command, and retries it: redis-py's rules, read once.
+
+    redis-py routes a command whose keys it knows to ``nodes_manager.get_node_from_slot(slot,
+    read_from_replicas and <a read>, load_balancing_strategy if <a read> else None)``, a read being a
+    command of its ``READ_COMMANDS`` (``FCALL_RO`` only from redis-py 7.1).  redis-py 5 and valkey-py
+    have no load balancing strategies, and their ``get_node_from_slot`` takes no third argument.
+    A command sent with ``target_nodes`` is not retried (``retry_attempts = 0 if
+    target_nodes_specified``), so :func:`_attempts` retries it as redis-py's loop would: on
+    ``ERRORS_ALLOW_RETRY``, up to ``retry.get_retries()`` times (``cluster_error_retry_attempts`` in
+    redis-py 5 and valkey-py).
+    """
+
+    __slots__ = ("balancing", "budget", "initialize_failed", "read_commands", "retry_errors")
+
+    def __init__(self, cluster: Any) -> None:
+        kind = type(cluster)
+        self.read_commands = _read_commands(kind)
+        self.balancing = hasattr(cluster, "load_balancing_strategy")
+        self.budget = hasattr(cluster, "cluster_error_retry_attempts")
+        self.retry_errors: tuple[type[BaseException], ...] = kind.ERRORS_ALLOW_RETRY
+        initialize = getattr(kind, "initialize", None)  # asyncio clients; redis-py 8 names the failed node
+        self.initialize_failed = initialize is not None and (
+            "last_failed_node_name" in inspect.signature(initialize).parameters
+        )
+
+    def node(self, cluster: Any, slot: int, command: str) -> Any:
+        """The node redis-py would send ``command`` to, for a key in ``slot``, now."""
+        read = command in self.read_commands
+        if self.balancing:
+            return cluster.nodes_manager.get_node_from_slot(
+                slot, cluster.read_from_replicas and read, cluster.load_balancing_strategy if read else None
+            )
+        return cluster.nodes_manager.get_node_from_slot(slot, cluster.read_from_replicas and read)
+
+    def retries(self, cluster: Any) -> int:
+        return int(cluster.cluster_error_retry_attempts if self.budget else cluster.retry.get_retries())
+
+    def initialize(self, cluster: Any, failed: str | None) -> Any:
+        if self.initialize_failed:
+            return cluster.initialize(last_failed_node_name=failed)
+        return cluster.initialize()
+
+
+def _read_commands(kind: type) -> frozenset[str]:
+    """The ``READ_COMMANDS`` of the module that defines a cluster client class (redis-py's or valkey-py's)."""
+    for cls in kind.__mro__:
+        found = getattr(sys.modules.get(cls.__module__), "READ_COMMANDS", None)
+        if found is not None:
+            return frozenset(found)
+    return frozenset()
+
+
+_routings: dict[type, _Routing] = {}
+
+
+def _routing(cluster: Any) -> _Routing:
+    routing = _routings.get(type(cluster))
+    if routing is None:
+        routing = _routings[type(cluster)] = _Routing(cluster)
+    return routing
+
+
+def _attempts(cluster: Any, is_async: bool, key: Any, command: _protocol.Command) -> _protocol.Protocol[Any]:
+    """redis-py's retry loop for a keyed command, around the node :class:`_Routing` picks for each attempt.
+
+    What happens within an attempt is redis-py's own ``execute_command``, given ``target_nodes``:
+    MOVED and ASK followed, TRYAGAIN waited for, the slot map refreshed (or, asyncio, the client
+    closed) after a connection error.  Between attempts this does what redis-py's loop does,
+    step for step, for each client: retry only its ``ERRORS_ALLOW_RETRY``, as many times as its
+    budget allows, routing each attempt again from the refreshed map; a sync client replaces its
+    default node after a failure if an attempt went there, an asyncio one first initialises again
+    if a failure closed it (``_initialize``), then replaces its default node if the attempt that
+    failed went there.  So a call is sent exactly as often as redis-py would send it, never more.
+    Yields ``(ON, node, *command)`` and ``(INITIALIZE, failed node name)``.
+    """
+    routing = _routing(cluster)
+    retries = routing.retries(cluster)
+    slot = cluster.keyslot(key)
+    previous = None  # the node of the last attempt that got one
+    went_to_default = False
+    failed = None
+    attempt = 0
+    while True:
+        if is_async and getattr(cluster, "_initialize", False):
+            yield (_INITIALIZE, failed)
+            failed = None
+            if previous is not None and previous == cluster.get_default_node():
+                cluster.replace_default_node()
+        try:
+            node = previous = routing.node(cluster, slot, command[0])
+            went_to_default = went_to_default or node == cluster.get_default_node()
+            return (yield (_protocol.ON, node, *command))
+        except Exception as exc:
+            if attempt >= retries or type(exc) not in routing.retry_errors:
+                raise
+            failed = getattr(exc, "last_failed_node_name", None)
+        if went_to_default and not is_async:
+            cluster.replace_default_node()
+        attempt += 1
+
+
+def _no_batch(commands: list[_protocol.Command]) -> Any:
+    raise AssertionError("_attempts sends one command at a time")
 
 
 class _KeyedCall(_ClusterTransport):
-    """A call with keys: redis-py routes its EVALSHA by slot, following MOVED and ASK.
+    """A call with keys: its EVALSHA is routed by slot, following MOVED and ASK.
+
+    redis-py routes EVALSHA and EVAL itself; the other commands that run a
+    call (:data:`_ASKS_FOR_KEYS`) are routed here, as redis-py would route
+    them, retried as redis-py would retry them (:func:`_attempts`), without
+    the ``COMMAND GETKEYS`` redis-py sends to learn their keys.
 
     Which node answered is not known, so a heal's ``SCRIPT LOAD`` goes to
     every primary (and the slot's owner, which redis-py 7.1's asyncio client
@@ -610,16 +727,26 @@ class _KeyedCall(_ClusterTransport):
     the call landed, even on the importing node of a migrating slot.
     """
 
-    __slots__ = ("key",)
+    __slots__ = ("is_async", "key")
 
-    def __init__(self, client: Any, execute: Send, key: Any) -> None:
+    def __init__(self, client: Any, execute: Send, key: Any, is_async: bool) -> None:
         super().__init__(client, execute)
         self.key = key
+        self.is_async = is_async
 
     def __call__(self, *command: Any) -> Any:
+        if command[0] in _ASKS_FOR_KEYS:
+            drive = _drive_async if self.is_async else _drive_sync
+            return drive(self._step, _no_batch, _attempts(self.client, self.is_async, self.key, command))
         if command[0] in _RUNS:
             return self.execute(*command)
         return super().__call__(*command)
+
+    def _step(self, *step: Any) -> Any:
+        """Run a step of :func:`_attempts`: a command on the node it names, or the client's initialisation."""
+        if step[0] == _INITIALIZE:
+            return _routing(self.client).initialize(self.client, step[1])
+        return self.execute(*step[2:], target_nodes=step[1])
 
     def send(self, primaries: list[Any], command: _protocol.Command) -> Any:
         owner = self.client.get_node_from_key(self.key)
@@ -686,6 +813,39 @@ def _immediate(pipe: Any, kind: _Kind) -> Send:
     raise TypeError(f"cannot run commands outside the queue of {type(pipe).__name__}")
 
 
+def _transactional(pipe: Any) -> bool:
+    """A cluster pipeline made with ``transaction=True`` (redis-py 6+): it takes the slot of each command
+    from its keys as it is queued, and has no use for ``target_nodes``."""
+    return hasattr(getattr(pipe, "_execution_strategy", None), "_explicit_transaction")
+
+
+class _SlotOwner(list[Any]):
+    """The ``target_nodes`` of a call queued on a cluster pipeline: the node serving its slot, looked up
+    when the pipeline reads it.
+
+    Every supported cluster pipeline (redis-py 5.2 to 8.1, sync and asyncio, and valkey-py) takes a
+    list as it is, checks its length and reads ``target_nodes[0]`` once, at the point where it
+    would otherwise route the command itself; it pops ``target_nodes`` on that first attempt, and
+    routes any retry of the command itself.  So the node is looked up as redis-py's own routing
+    would look it up (:meth:`_Routing.node`), when it would: after a slot map refreshed between
+    queueing and executing, or by a batch retried before this command was reached, too.
+    """
+
+    __slots__ = ("_route",)
+
+    def __init__(self, route: Callable[[], Any]) -> None:
+        super().__init__((None,))  # one target, as len() and truth tell the pipeline
+        self._route = route
+
+    def __getitem__(self, index: Any) -> Any:
+        if index not in (0, -1):
+            raise IndexError(index)
+        return self._route()
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self[0]
+
+
 class _PipelineCalls:
     """The luaimport calls queued on one pipeline, and the ``execute`` that loads and maps them.
 
@@ -724,7 +884,13 @@ class _PipelineCalls:
             # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
             # keyless EVALSHA_RO
             command = ("EVALSHA", *command[1:])
-        queued = pipe.execute_command(*command)
+        if kind.cluster and tail[0] and not _transactional(pipe):
+            # routed by slot here: redis-py would ask a node for the keys of each (COMMAND GETKEYS)
+            cluster = _cluster_of(pipe)
+            route = functools.partial(_routing(cluster).node, cluster, cluster.keyslot(tail[1]), command[0])
+            queued = pipe.execute_command(*command, target_nodes=_SlotOwner(route))
+        else:
+            queued = pipe.execute_command(*command)
         if not calls.calls:
             calls.queued_on = pipe
         calls.calls.append((position, linked))

@@ -58,8 +58,14 @@ class Runner:
     """Runs calls on one kind of client; ``client`` is what the calls receive."""
 
     def __init__(
-        self, kind: str, server: dict[str, Any], cluster_port: int | None, backend: str = "scripts"
+        self,
+        kind: str,
+        server: dict[str, Any],
+        cluster_port: int | None,
+        backend: str = "scripts",
+        **options: Any,
     ) -> None:
+        """``options`` go to the client's constructor (``read_from_replicas``, ``retry``, ...)."""
         self.kind = kind
         self.backend = backend
         self.deployed: set[int] = set()
@@ -70,9 +76,9 @@ class Runner:
         self.cluster = "cluster" in kind
         if self.cluster:
             assert cluster_port is not None
-            self.client: Any = cluster(host="127.0.0.1", port=cluster_port)
+            self.client: Any = cluster(host="127.0.0.1", port=cluster_port, **options)
         else:
-            self.client = single(**server)
+            self.client = single(**server, **options)
         self.pipelined = "pipeline" in kind or "transaction" in kind
 
     def wait(self, result: Any) -> Any:

@@ -1,15 +1,21 @@
-"""Redis Cluster: routing by slot, healing one node, cross-slot keys, cluster pipelines, bind."""
+"""Redis Cluster: routing by slot, healing one node, cross-slot keys, cluster pipelines, bind, and the
+calls luaimport routes itself (EVALSHA_RO, FCALL, FCALL_RO) as redis-py would, without COMMAND GETKEYS."""
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio.cluster
 import valkey.cluster
-from _cluster import SLOTS, Cluster
+from _clients import CLUSTER, Runner
+from _cluster import SLOTS, Cluster, _wait
+from _servers import flags_supported
 from redis.cluster import RedisCluster
 
 import luaimport
@@ -283,3 +289,251 @@ def test_asyncio_cluster_bind_before_first_use_then_calls_and_pipelines(cluster:
     loaded = asyncio.run(scenario())
     for node in cluster.nodes:
         assert all(node.client.script_exists(*loaded.values()))
+
+
+# -- calls whose keys redis-py asks a node for (EVALSHA_RO, FCALL, FCALL_RO): routed by luaimport --------
+
+#: keys on every primary, one hash tag each
+ROUTED_KEYS = [f"{{g{i}}}k" for i in range(12)]
+#: the cluster kinds of tests/_clients.py: direct and pipelined, sync and asyncio, redis-py and valkey-py
+ROUTED_KINDS = [*CLUSTER, "valkey_cluster", "valkey_cluster_pipeline"]
+
+
+@pytest.fixture
+def routed_cluster(cluster: Cluster) -> Cluster:
+    """The cluster, with ``ROUTED_KEYS`` set to their own names and replicated; skips on Redis 6.2."""
+    if not flags_supported(cluster.primaries[0].client):
+        pytest.skip("Redis 6.2 has no EVALSHA_RO, FCALL_RO or Functions")
+    cluster.replicas_listed()
+    writer = RedisCluster(host="127.0.0.1", port=cluster.port)
+    try:
+        for key in ROUTED_KEYS:
+            writer.set(key, key)
+        owners = {writer.get_node_from_key(key).port for key in ROUTED_KEYS}
+        assert owners == {node.port for node in cluster.primaries}
+    finally:
+        writer.close()
+    return cluster
+
+
+def routed_runner(cluster: Cluster, kind: str, **options: Any) -> Runner:
+    """A runner whose client runs ``flagpkg.reads`` on scripts (``get`` as EVALSHA_RO), and ``lipkg.single``
+    (FCALL) and ``fnpkg.replies`` (``get`` as FCALL_RO) on Functions, everywhere, with fresh statistics."""
+    import flagpkg.reads as reads
+    import fnpkg.replies as replies
+    import lipkg.single as single
+
+    runner = Runner(kind, {}, cluster.port, **options)
+    try:
+        runner.wait(luaimport.bind(runner.client, reads))
+        runner.wait(luaimport.bind(runner.client, single, replies, backend="functions"))
+    except BaseException:
+        runner.close()
+        raise
+    for node in cluster.primaries:  # the libraries have reached the replicas
+        assert node.client.wait(1, 5000) == 1
+    for node in cluster.nodes:
+        node.client.config_resetstat()
+    return runner
+
+
+def per_node(cluster: Cluster, command: str) -> dict[int, int]:
+    return {node.port: command_count(node.client, command) for node in cluster.nodes}
+
+
+@pytest.mark.parametrize("kind", ROUTED_KINDS)
+def test_calls_redis_py_would_ask_a_node_the_keys_of_send_no_command_getkeys(
+    routed_cluster: Cluster, kind: str
+) -> None:
+    import flagpkg.reads as reads
+    import fnpkg.replies as replies
+    import lipkg.single as single
+
+    runner = routed_runner(routed_cluster, kind)
+    try:
+        results = runner.calls(
+            [(reads.get, [key], []) for key in ROUTED_KEYS]
+            + [(single, [f"{key}:n"], [i]) for i, key in enumerate(ROUTED_KEYS)]
+            + [(replies.get, [key], []) for key in ROUTED_KEYS]
+        )
+    finally:
+        runner.close()
+    names = [key.encode() for key in ROUTED_KEYS]
+    assert results == [*names, *range(len(ROUTED_KEYS)), *names]
+    counts = {
+        command: sum(per_node(routed_cluster, command).values())
+        for command in ("command|getkeys", "evalsha_ro", "fcall", "fcall_ro", "evalsha", "eval_ro", "eval")
+    }
+    assert counts == {
+        "command|getkeys": 0,  # redis-py would ask once per call (5.2, 6.4) or twice (7.1, 8.1)
+        "evalsha_ro": len(ROUTED_KEYS),
+        "fcall": len(ROUTED_KEYS),
+        "fcall_ro": len(ROUTED_KEYS),
+        "evalsha": 0,
+        "eval_ro": 0,  # no miss
+        "eval": 0,
+    }
+
+
+#: how the client may read from replicas, and not at all
+ROUTING_READS: dict[str, dict[str, Any]] = {"primaries": {}, **READS}
+if BALANCING is not None:
+    ROUTING_READS["replicas_only"] = {"load_balancing_strategy": BALANCING.ROUND_ROBIN_REPLICAS}
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize("reads", list(ROUTING_READS.values()), ids=list(ROUTING_READS))
+@pytest.mark.parametrize("kind", CLUSTER)
+def test_calls_luaimport_routes_land_on_the_nodes_redis_py_routes_them_to(
+    routed_cluster: Cluster, kind: str, reads: dict[str, Any]
+) -> None:
+    """The same calls, through luaimport and as raw commands that redis-py routes itself (asking a node for
+    their keys), on two fresh clients alike: each node runs as many of each (replicas too, as redis-py's
+    release and the client's reads decide: FCALL_RO is a read from redis-py 7.1)."""
+    import flagpkg.reads as flagged
+    import fnpkg.replies as replies
+    import lipkg.single as single
+
+    def raw(command: str, name: str) -> Any:
+        return lambda client, keys, args: client.execute_command(command, name, len(keys), *keys, *args)
+
+    pairs = [  # luaimport's call, redis-py's command, the command's name, its key's suffix and args
+        (flagged.get, raw("EVALSHA_RO", flagged.get.sha), "evalsha_ro", "", []),
+        (single, raw("FCALL", single.function_name), "fcall", ":n", [1]),
+        (replies.get, raw("FCALL_RO", replies.get.function_name), "fcall_ro", "", []),
+    ]
+    landed: list[dict[str, dict[int, int]]] = []
+    for side in ("luaimport", "redis-py"):
+        calls = [
+            (ours if side == "luaimport" else redis_py, [key + suffix], args)
+            for ours, redis_py, _, suffix, args in pairs
+            for key in ROUTED_KEYS * 3
+        ]
+        runner = routed_runner(routed_cluster, kind, **reads)
+        try:
+            runner.calls(calls)
+        finally:
+            runner.close()
+        landed.append({command: per_node(routed_cluster, command) for *_, command, _, _ in pairs})
+    luaimports, redis_pys = landed
+    assert luaimports == redis_pys
+    assert sum(luaimports["fcall_ro"].values()) == 3 * len(ROUTED_KEYS)
+    replicas = {node.port for node in routed_cluster.replicas}
+    assert not any(n for port, n in luaimports["fcall"].items() if port in replicas)
+    on_replicas = any(n for port, n in luaimports["evalsha_ro"].items() if port in replicas)
+    assert on_replicas == bool(reads)
+
+
+def routed_calls(key: str) -> list[tuple[Any, list[str], list[Any]]]:
+    """One call of each command luaimport routes itself, on ``key``'s slot: EVALSHA_RO, FCALL, FCALL_RO."""
+    import flagpkg.reads as reads
+    import fnpkg.replies as replies
+    import lipkg.single as single
+
+    return [(reads.get, [key], []), (single, [f"{key}:n"], [1]), (replies.get, [key], [])]
+
+
+def ran(node: Any) -> list[int]:
+    return [command_count(node.client, command) for command in ("evalsha_ro", "fcall", "fcall_ro")]
+
+
+@pytest.mark.parametrize("kind", ["cluster", "cluster_async", "cluster_pipeline", "cluster_async_pipeline"])
+def test_routed_calls_follow_ask_while_their_slot_migrates_and_moved_once_it_has(
+    routed_cluster: Cluster, kind: str
+) -> None:
+    key = ROUTED_KEYS[0]
+    runner = routed_runner(routed_cluster, kind)
+    try:
+        assert runner.calls(routed_calls(key)) == [key.encode(), 1, key.encode()]
+        owner = RedisCluster(host="127.0.0.1", port=routed_cluster.port)
+        slot, port = owner.keyslot(key), owner.get_node_from_key(key).port
+        owner.close()
+        source = next(n for n in routed_cluster.primaries if n.port == port)
+        target = next(n for n in routed_cluster.primaries if n is not source)
+        target.client.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+        source.client.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+        keys = ["KEYS", key, f"{key}:n"]
+        source.client.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *keys)
+        try:
+            assert runner.calls(routed_calls(key)) == [key.encode(), 2, key.encode()]  # ASK to the target
+            assert ran(target) == [1, 1, 1]
+        finally:
+            for node in routed_cluster.primaries:
+                node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+        assert runner.calls(routed_calls(key)) == [key.encode(), 3, key.encode()]  # MOVED to the target
+        assert ran(target) == [2, 2, 2]
+        assert ran(source) == [1, 1, 1]  # the first calls only: the others were redirected
+    finally:
+        runner.close()
+
+
+def test_routed_calls_follow_moved_to_a_promoted_replica(routed_cluster: Cluster) -> None:
+    key = ROUTED_KEYS[1]
+    runner = routed_runner(routed_cluster, "cluster")
+    try:
+        assert runner.calls(routed_calls(key)) == [key.encode(), 1, key.encode()]
+        old = next(n for n in routed_cluster.primaries if n.port == runner.client.get_node_from_key(key).port)
+        assert old.client.wait(1, 5000) == 1
+        routed_cluster.replica_of(old).client.script_flush()  # Redis 7 and Valkey do not replicate loads
+        new = routed_cluster.failover(old)
+        new.client.config_resetstat()
+        # MOVED to the promoted replica, which has the libraries (replicated) but not the script: EVALSHA_RO
+        # misses there and heals (EVAL_RO, routed by luaimport too)
+        assert runner.calls(routed_calls(key)) == [key.encode(), 2, key.encode()]
+        assert ran(new) == [1, 1, 1]
+        assert command_count(new.client, "eval_ro") == 1
+    finally:
+        runner.close()
+
+
+@contextlib.contextmanager
+def refusing_keys(cluster: Cluster, node: Any, slot: int) -> Iterator[None]:
+    """``node`` refuses every command with keys (CLUSTERDOWN) while it does not serve ``slot``, one of its own
+    (``cluster-require-full-coverage``): a failure redis-py retries, and which the node counts
+    (``rejected_calls``), on every attempt."""
+    node.client.execute_command("CLUSTER DELSLOTS", slot)
+    try:
+        _wait("the node's fail state", lambda: node.client.cluster("info")["cluster_state"] == "fail")
+        yield
+    finally:
+        node.client.execute_command("CLUSTER ADDSLOTS", slot)
+        for other in cluster.nodes:
+            _wait("cluster_state:ok", lambda c=other.client: c.cluster("info")["cluster_state"] == "ok")
+
+
+def rejected(node: Any, command: str) -> int:
+    return int(node.client.info("commandstats").get(f"cmdstat_{command}", {}).get("rejected_calls", 0))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # cluster_error_retry_attempts, in redis-py 6+
+@pytest.mark.parametrize("retries", [0, 1])
+@pytest.mark.parametrize("kind", ["cluster", "cluster_async"])
+def test_a_routed_call_is_sent_as_often_as_redis_py_sends_a_command_it_routes(
+    routed_cluster: Cluster, kind: str, retries: int
+) -> None:
+    """redis-py does not retry a command sent with ``target_nodes``: luaimport retries it as redis-py's own
+    loop would, so a call is refused as many times as a plain EVALSHA, which redis-py routes itself.  The
+    refusing node is the client's default node, which redis-py's loop replaces between attempts."""
+    import flagpkg.reads as reads
+
+    commands = ["evalsha", "evalsha_ro", "fcall", "fcall_ro"]
+    functions = [reads.plain, *(fn for fn, _, _ in routed_calls(""))]
+    runners = [routed_runner(routed_cluster, kind, cluster_error_retry_attempts=retries) for _ in commands]
+    try:
+        client = runners[0].client
+        default = client.get_default_node()
+        node = next(n for n in routed_cluster.primaries if n.port == default.port)
+        keys = (f"{{d{i}}}k" for i in range(100))
+        key = next(k for k in keys if client.get_node_from_key(k).port == node.port)
+        slots = client.nodes_manager.slots_cache
+        spare = next(s for s in range(SLOTS) if s != client.keyslot(key) and slots[s][0].port == node.port)
+        outcomes: dict[str, int] = {}
+        with refusing_keys(routed_cluster, node, spare):
+            for command, fn, runner in zip(commands, functions, runners, strict=True):
+                with pytest.raises(redis.exceptions.ClusterDownError):
+                    runner.call(fn, [key])
+                outcomes[command] = rejected(node, command)
+    finally:
+        for runner in runners:
+            runner.close()
+    assert outcomes == dict.fromkeys(commands, retries + 1)
