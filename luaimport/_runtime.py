@@ -846,6 +846,20 @@ class _SlotOwner(list[Any]):
         yield self[0]
 
 
+def _queue_clustered(pipe: Any, command: _protocol.Command, tail: _protocol.Command) -> Any:
+    """Queue ``command`` on a cluster pipeline, routed where redis-py would route it, without its help."""
+    if not tail[0] and command[0] == "EVALSHA_RO":
+        # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
+        # keyless EVALSHA_RO
+        return pipe.execute_command("EVALSHA", *command[1:])
+    if tail[0] and not _transactional(pipe):
+        # routed by slot here: redis-py would ask a node for the keys of each (COMMAND GETKEYS)
+        cluster = _cluster_of(pipe)
+        route = functools.partial(_routing(cluster).node, cluster, cluster.keyslot(tail[1]), command[0])
+        return pipe.execute_command(*command, target_nodes=_SlotOwner(route))
+    return pipe.execute_command(*command)
+
+
 class _PipelineCalls:
     """The luaimport calls queued on one pipeline, and the ``execute`` that loads and maps them.
 
@@ -880,17 +894,7 @@ class _PipelineCalls:
             calls = cls(pipe, kind)
         position = len(pipe)
         command = _protocol.evalsha(linked, tail)
-        if kind.cluster and not tail[0] and command[0] == "EVALSHA_RO":
-            # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
-            # keyless EVALSHA_RO
-            command = ("EVALSHA", *command[1:])
-        if kind.cluster and tail[0] and not _transactional(pipe):
-            # routed by slot here: redis-py would ask a node for the keys of each (COMMAND GETKEYS)
-            cluster = _cluster_of(pipe)
-            route = functools.partial(_routing(cluster).node, cluster, cluster.keyslot(tail[1]), command[0])
-            queued = pipe.execute_command(*command, target_nodes=_SlotOwner(route))
-        else:
-            queued = pipe.execute_command(*command)
+        queued = _queue_clustered(pipe, command, tail) if kind.cluster else pipe.execute_command(*command)
         if not calls.calls:
             calls.queued_on = pipe
         calls.calls.append((position, linked))
