@@ -190,7 +190,7 @@ def recover(linked: Linked, command: Command, failure: Exception) -> Protocol[An
     run = ("EVAL_RO" if linked.readonly else "EVAL", linked.script, *command[2:])
     healing = f"(while running {linked.qualname} by its text: the server's cache missed it)"
     try:
-        _, reply = _detached((yield [("SCRIPT LOAD", linked.script), run]))
+        _, reply = detached((yield [("SCRIPT LOAD", linked.script), run]))
     except BaseException as exc:
         exc.add_note(healing)
         raise
@@ -216,7 +216,7 @@ def _redeploy(linked: Linked, command: Command) -> Protocol[Any]:
     line) is the call's.
     """
     try:
-        loaded, reply = _detached(
+        loaded, reply = detached(
             (yield [("FUNCTION", "LOAD", "REPLACE", linked.script), ("FCALL", *command[1:])])
         )
     except BaseException as exc:
@@ -239,7 +239,7 @@ def deploy(libraries: Sequence[Library]) -> Protocol[dict[str, str]]:
     at the ``.lua`` line; a server without Functions (Redis 6.2) with a
     :class:`LuaError` saying so.
     """
-    replies = _detached((yield [("FUNCTION", "LOAD", "REPLACE", library.code) for library in libraries]))
+    replies = detached((yield [("FUNCTION", "LOAD", "REPLACE", library.code) for library in libraries]))
     deployed: dict[str, str] = {}
     for library, reply in zip(libraries, replies, strict=True):
         if isinstance(reply, Exception):
@@ -260,7 +260,7 @@ def prune(keep: Collection[str]) -> Protocol[list[str]]:
     error.  Returns the names deleted, sorted.
     """
     nodes = list((yield NODES))
-    listed = _detached((yield [(ON, node, "FUNCTION", "LIST", "WITHCODE") for node in nodes]))
+    listed = detached((yield [(ON, node, "FUNCTION", "LIST", "WITHCODE") for node in nodes]))
     doomed: list[tuple[Any, str]] = []
     for node, reply in zip(nodes, listed, strict=True):
         if isinstance(reply, Exception):
@@ -270,7 +270,7 @@ def prune(keep: Collection[str]) -> Protocol[list[str]]:
         )
     if not doomed:
         return []
-    replies = _detached((yield [(ON, node, "FUNCTION", "DELETE", name) for node, name in doomed]))
+    replies = detached((yield [(ON, node, "FUNCTION", "DELETE", name) for node, name in doomed]))
     deleted = set()
     for (_, name), reply in zip(doomed, replies, strict=True):
         if not isinstance(reply, Exception):
@@ -554,7 +554,7 @@ def _function_missing(reply: object) -> bool:
 
 def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:
     """Load many scripts in one round trip: yields one batch of SCRIPT LOADs."""
-    replies = _detached((yield [("SCRIPT LOAD", item.script) for item in linked]))
+    replies = detached((yield [("SCRIPT LOAD", item.script) for item in linked]))
     loaded = {}
     for item, reply in zip(linked, replies, strict=True):
         if isinstance(reply, Exception):
@@ -563,7 +563,7 @@ def load_all(linked: Sequence[Linked]) -> Protocol[dict[str, str]]:
     return loaded
 
 
-def _detached(replies: list[Any]) -> list[Any]:
+def detached(replies: list[Any]) -> list[Any]:
     """A batch's replies, their errors without tracebacks.
 
     A client that returns errors as values caught them in a frame that also

@@ -371,7 +371,8 @@ class _Spread:
         raises it, located in the ``.lua`` file when the script did not compile.
         """
         folded: dict[int, Any] = {}
-        for position, reply in zip(self.positions, replies, strict=True):
+        # the errors dropped here would keep their tracebacks, and through them the pipelines' frames
+        for position, reply in zip(self.positions, _protocol.detached(list(replies)), strict=True):
             if position not in folded or (
                 isinstance(reply, Exception) and not isinstance(folded[position], Exception)
             ):
@@ -389,7 +390,8 @@ def _everywhere_sync(client: Any) -> Batch:
     success, so a replica would be left without the scripts and no error.
     Here the node's error is raised.  Only loads go through this batch, so
     that a node's client resends its pipeline after a connection error (its
-    own ``Retry``) is harmless.
+    own ``Retry``) is harmless.  A node's failure is shown to the cluster
+    client too, so that it learns of a failover as if it had sent the batch.
     """
     node_client = getattr(client, "get_redis_connection", None) or client.get_valkey_connection
 
@@ -397,7 +399,13 @@ def _everywhere_sync(client: Any) -> Batch:
         spread = _Spread(client, client.get_primaries(), commands)
         replies: list[Any] = []
         for node, queued in spread.nodes:
-            replies.extend(_pipelined(node_client(node))(queued))
+            try:
+                replies.extend(_pipelined(node_client(node))(queued))
+            except Exception:
+                # the cluster client never saw this failure: a PING of its own refreshes its slot map (a
+                # failover) and raises its own error; if every node answers, the node's error stands
+                _ClusterEverywhere(client, client.execute_command)("PING")
+                raise
         return spread.fold(replies)
 
     return batch

@@ -209,3 +209,58 @@ def commands_asked(node: redis.Redis) -> int:
     return sum(
         v["calls"] for k, v in stats.items() if k == "cmdstat_command" or k.startswith("cmdstat_command|")
     )
+
+
+@pytest.mark.parametrize("flavour", [f for f in FLAVOURS if not f[1]], ids=["redis", "valkey"])
+def test_a_bind_that_meets_a_dead_node_refreshes_the_cluster_clients_slot_map(
+    server_binary: str, tmp_path: Path, flavour: tuple[str, bool]
+) -> None:
+    """A sync bind sends through each node's own client, which the cluster client does not watch:
+    the node's failure is shown to the cluster client, so that the next bind goes to the new primary
+    rather than to the dead node forever."""
+    import lipkg.basic as basic
+
+    cluster = Cluster.start(server_binary, tmp_path, replicas=1)
+    try:
+        with cluster_client(flavour, cluster.port) as (client, run):
+            run(luaimport.bind(client, basic))  # the client's map: the primaries as they are now
+            old = cluster.primaries[1]
+            cluster.failover(old)  # the old primary is now a replica, which bind does not need
+            old.process.send_signal(signal.SIGKILL)
+            old.process.wait()
+            library = redis if flavour[0] == "redis" else valkey
+            with contextlib.suppress(library.exceptions.ConnectionError):
+                run(luaimport.bind(client, basic))  # the stale map sends to the dead node once
+            loaded = run(luaimport.bind(client, basic))
+        assert loaded["lipkg.basic.factorial"] == basic.factorial.sha
+        for node in cluster.primaries:
+            assert node.client.script_exists(basic.factorial.sha) == [True]
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("flavour", [f for f in FLAVOURS if not f[1]], ids=["redis", "valkey"])
+def test_a_bind_that_fails_on_every_node_leaves_no_reference_cycle(
+    cluster: Cluster, flavour: tuple[str, bool]
+) -> None:
+    """Each node's error for the same script is a reply with a traceback through the pipeline that
+    got it; only one is raised, and the others must not keep the pipelines alive.
+
+    Sync clients only: redis-py's asyncio cluster pipeline is a reference cycle of its own, with
+    or without luaimport, and its commands hold their replies.
+    """
+    import gc
+
+    broken = many_functions(3, broken=1)
+    with cluster_client(flavour, cluster.port) as (client, run):
+        run(luaimport.bind(client, many_functions(1)))  # connected, its own garbage collected below
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                with pytest.raises(LuaSyntaxError):
+                    run(luaimport.bind(client, broken))
+            leaked = [type(o).__name__ for o in gc.get_objects() if type(o).__name__ == "ResponseError"]
+        finally:
+            gc.enable()
+    assert leaked == []
