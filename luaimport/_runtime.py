@@ -9,6 +9,7 @@ The sync and async shells are the same dozen lines with and without
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import inspect
 import random
@@ -422,12 +423,24 @@ def _everywhere_async(client: Any) -> Batch:
     command`` and the script's whole text.  The batch then sends a PING to
     every node, which raises the unreachable node's own error (a
     ``ConnectionError``); if every node answers, the pipeline runs once more.
+
+    redis-py 5 and valkey-py run a cluster pipeline once per
+    ``cluster_error_retry_attempts``, so never when it is 0: such a client
+    gets each node's commands one by one, the nodes still concurrently.
     """
 
     async def pipelined(commands: list[_protocol.Command]) -> list[Any]:
         if not client.get_primaries():  # an asyncio cluster client learns its nodes on first use
             await client.initialize()
         spread = _Spread(client, client.get_primaries(), commands)
+        if getattr(client, "cluster_error_retry_attempts", 1) < 1:
+            sent = await asyncio.gather(
+                *(
+                    _one_by_one_async(functools.partial(client.execute_command, target_nodes=node))(queued)
+                    for node, queued in spread.nodes
+                )
+            )
+            return spread.fold([reply for replies in sent for reply in replies])
         pipe = client.pipeline()
         for node, queued in spread.nodes:
             for command in queued:
