@@ -682,6 +682,9 @@ def _read_commands(kind: type) -> frozenset[str]:
 
 _routings: dict[type, _Routing] = {}
 
+#: the hash slots of every cluster
+_SLOTS = 16384
+
 
 def _routing(cluster: Any) -> _Routing:
     routing = _routings.get(type(cluster))
@@ -868,16 +871,20 @@ class _SlotOwner(list[Any]):
 
 
 def _queue_clustered(pipe: Any, command: _protocol.Command, tail: _protocol.Command) -> Any:
-    """Queue ``command`` on a cluster pipeline, routed where redis-py would route it, without its help."""
+    """Queue ``command`` on a cluster pipeline, routed where redis-py would route it, without its help.
+
+    That is by its key's slot, or a random slot when it has no keys, where
+    redis-py would ask a node for the keys of each call (COMMAND GETKEYS).
+    """
+    if not _transactional(pipe):
+        cluster = _cluster_of(pipe)
+        slot = cluster.keyslot(tail[1]) if tail[0] else random.randrange(_SLOTS)
+        route = functools.partial(_routing(cluster).node, cluster, slot, command[0])
+        return pipe.execute_command(*command, target_nodes=_SlotOwner(route))
     if not tail[0] and command[0] == "EVALSHA_RO":
-        # redis-py sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
+        # a transaction sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
         # keyless EVALSHA_RO
         return pipe.execute_command("EVALSHA", *command[1:])
-    if tail[0] and not _transactional(pipe):
-        # routed by slot here: redis-py would ask a node for the keys of each (COMMAND GETKEYS)
-        cluster = _cluster_of(pipe)
-        route = functools.partial(_routing(cluster).node, cluster, cluster.keyslot(tail[1]), command[0])
-        return pipe.execute_command(*command, target_nodes=_SlotOwner(route))
     return pipe.execute_command(*command)
 
 

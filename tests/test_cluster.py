@@ -345,30 +345,34 @@ def per_node(cluster: Cluster, command: str) -> dict[int, int]:
 def test_calls_redis_py_would_ask_a_node_the_keys_of_send_no_command_getkeys(
     routed_cluster: Cluster, kind: str
 ) -> None:
+    """Keyed calls, and calls without keys (which go to a random slot's node)."""
     import flagpkg.reads as reads
+    import fnpkg.keyless as keyless
     import fnpkg.replies as replies
     import lipkg.single as single
 
     runner = routed_runner(routed_cluster, kind)
     try:
+        runner.wait(luaimport.bind(runner.client, keyless, backend="functions"))
         results = runner.calls(
             [(reads.get, [key], []) for key in ROUTED_KEYS]
             + [(single, [f"{key}:n"], [i]) for i, key in enumerate(ROUTED_KEYS)]
             + [(replies.get, [key], []) for key in ROUTED_KEYS]
+            + [(reads.many_flags, [], []), (keyless.echo, [], ["e"]), (keyless.peek, [], ["p"])]
         )
     finally:
         runner.close()
     names = [key.encode() for key in ROUTED_KEYS]
-    assert results == [*names, *range(len(ROUTED_KEYS)), *names]
+    assert results == [*names, *range(len(ROUTED_KEYS)), *names, b"flagged:many", b"echo:e", b"peek:p"]
     counts = {
         command: sum(per_node(routed_cluster, command).values())
         for command in ("command|getkeys", "evalsha_ro", "fcall", "fcall_ro", "evalsha", "eval_ro", "eval")
     }
     assert counts == {
         "command|getkeys": 0,  # redis-py would ask once per call (5.2, 6.4) or twice (7.1, 8.1)
-        "evalsha_ro": len(ROUTED_KEYS),
-        "fcall": len(ROUTED_KEYS),
-        "fcall_ro": len(ROUTED_KEYS),
+        "evalsha_ro": len(ROUTED_KEYS) + 1,
+        "fcall": len(ROUTED_KEYS) + 1,
+        "fcall_ro": len(ROUTED_KEYS) + 1,
         "evalsha": 0,
         "eval_ro": 0,  # no miss
         "eval": 0,
