@@ -881,9 +881,10 @@ def _queue_clustered(pipe: Any, command: _protocol.Command, tail: _protocol.Comm
         slot = cluster.keyslot(tail[1]) if tail[0] else random.randrange(_SLOTS)
         route = functools.partial(_routing(cluster).node, cluster, slot, command[0])
         return pipe.execute_command(*command, target_nodes=_SlotOwner(route))
-    if not tail[0] and command[0] == "EVALSHA_RO":
-        # a transaction sends a keyless EVALSHA (or FCALL, FCALL_RO) to any primary, but cannot route a
-        # keyless EVALSHA_RO
+    if command[0] == "EVALSHA_RO":
+        # a transaction runs on a primary, where the script's own no-writes flag refuses writes just as
+        # well; redis-py parses EVALSHA's keys, but would ask a node for EVALSHA_RO's (an asyncio
+        # transaction cannot: it asks from another event loop) and cannot route a keyless one
         return pipe.execute_command("EVALSHA", *command[1:])
     return pipe.execute_command(*command)
 

@@ -267,6 +267,44 @@ def test_cluster_transaction_watch_multi_and_discard(cluster: Cluster, rc: Redis
     assert rc.mget("{t}n", "{t}s", "{t}x") == [b"1", b"kept", None]
 
 
+@pytest.mark.skipif(int(redis.__version__.split(".")[0]) < 6, reason="redis-py 5 has no cluster transactions")
+def test_read_only_calls_in_cluster_transactions_sync_and_asyncio(cluster: Cluster, rc: RedisCluster) -> None:
+    """A ``--@readonly`` call in a cluster transaction goes as EVALSHA: redis-py would ask a node for the keys
+    of an EVALSHA_RO, and its asyncio transaction fails doing so; the script's flag still refuses writes."""
+    import flagpkg.reads as reads
+
+    if not flags_supported(cluster.primaries[0].client):
+        pytest.skip("Redis 6.2 has no script flags")
+    rc.set("{t}r", "v")
+
+    def queue(pipe: Any) -> None:
+        pipe.multi()
+        reads.get(pipe, ["{t}r"])
+        reads.readonly_and_flags(pipe, ["{t}r"], [])
+        reads.write_directly(pipe, ["{t}r"], [])
+
+    pipe = rc.pipeline(transaction=True)
+    queue(pipe)
+    synced = pipe.execute(raise_on_error=False)
+
+    async def asynced() -> list[Any]:
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port)
+        try:
+            await client.initialize()  # else redis-py's transaction would, on the event loop it queues from
+            pipe = client.pipeline(transaction=True)
+            queue(pipe)
+            return list(await pipe.execute(raise_on_error=False))
+        finally:
+            await client.aclose()
+
+    for results in (synced, asyncio.run(asynced())):
+        assert results[:2] == [b"v", 1]
+        assert isinstance(results[2], luaimport.LuaError)
+        assert "Write commands are not allowed" in str(results[2])
+    assert rc.get("{t}r") == b"v"
+    assert sum(per_node(cluster, "command|getkeys").values()) == 0
+
+
 def test_asyncio_cluster_bind_before_first_use_then_calls_and_pipelines(cluster: Cluster) -> None:
     import lipkg.basic as basic
 
