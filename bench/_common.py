@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,22 +125,46 @@ def server_name(client: redis.Redis) -> str:
     return f"Redis {info['redis_version']}"
 
 
-def interleaved(fns: list[Callable[[], object]], rounds: int, calls: int) -> list[list[float]]:
+def _turns(count: int, rounds: int) -> Iterator[int]:
+    """The index of each of ``count`` functions in the order they run: they take turns within every
+    round, each round starting with the next one, so a slow patch of the machine weighs on all alike."""
+    for round_ in range(rounds):
+        for turn in range(count):
+            yield (round_ + turn) % count
+
+
+def interleaved(
+    fns: list[Callable[[], object]], rounds: int, calls: int, before: Callable[[], object] | None = None
+) -> list[list[float]]:
     """For each function, the mean time per call in every round, in microseconds.
 
-    The functions take turns within every round, each round starting with the
-    next one, so a slow patch of the machine weighs on all of them alike.
+    ``before``, when given, runs untimed before each function's turn.
     """
     samples: list[list[float]] = [[] for _ in fns]
-    pairs = list(zip(fns, samples, strict=True))
-    for round_ in range(rounds):
-        shift = round_ % len(pairs)
-        for fn, times in pairs[shift:] + pairs[:shift]:
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times.append((time.perf_counter() - start) / calls * 1e6)
+    for index in _turns(len(fns), rounds):
+        fn = fns[index]
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples[index].append((time.perf_counter() - start) / calls * 1e6)
     return samples
+
+
+async def interleaved_async(fns: list[Callable[[], Awaitable[object]]], rounds: int) -> list[list[float]]:
+    """:func:`interleaved` of one awaited call per turn: the time of each, in microseconds."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for index in _turns(len(fns), rounds):
+        start = time.perf_counter()
+        await fns[index]()
+        samples[index].append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+def in_ms(samples: list[list[float]]) -> list[list[float]]:
+    """Times in microseconds, as milliseconds."""
+    return [[us / 1e3 for us in times] for times in samples]
 
 
 def ratios(tops: list[float], bottoms: list[float]) -> list[float]:

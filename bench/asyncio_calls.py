@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
-import time
 
 import _common
 import redis.asyncio
@@ -22,7 +21,7 @@ TARGET = 1.05
 CONNECTIONS = 64
 
 
-async def measure(url: str, calls: int, rounds: int) -> tuple[list[float], list[float]]:
+async def measure(url: str, calls: int, rounds: int) -> list[list[float]]:
     leaf = luaimport.loads(SOURCE, "bench_async").leaf
     pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=CONNECTIONS)
     client = redis.asyncio.Redis(connection_pool=pool)
@@ -37,14 +36,7 @@ async def measure(url: str, calls: int, rounds: int) -> tuple[list[float], list[
             return await asyncio.gather(*(leaf(client, [f"k{i}"], ["v"]) for i in range(calls)))
 
         assert await raw() == await ours()  # also opens the pool's connections
-        samples: tuple[list[float], list[float]] = ([], [])
-        for round_ in range(rounds):
-            order = [(raw, samples[0]), (ours, samples[1])]
-            for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
-                start = time.perf_counter()
-                await fn()
-                times.append((time.perf_counter() - start) * 1e3)
-        return samples
+        return _common.in_ms(await _common.interleaved_async([raw, ours], rounds))
     finally:
         await client.aclose()
         await pool.disconnect()

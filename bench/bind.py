@@ -14,7 +14,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,25 +36,6 @@ def source(functions: int) -> str:
     )
 
 
-def alternate(
-    sides: dict[str, Callable[[], object]], before: Callable[[], None], rounds: int
-) -> dict[str, list[float]]:
-    """ms of each side in every round, the sides taking turns (and turns at going first).
-
-    ``before`` runs, untimed, before every timed run.
-    """
-    names = list(sides)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            before()
-            start = time.perf_counter()
-            sides[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
 def measure(client: str, sides: dict[str, Callable[[], object]], cluster: Cluster, rounds: int) -> list[str]:
     """Table rows for one client: ``sides`` holds ``"bind"`` and each hand-built baseline; cold and warm."""
 
@@ -72,7 +52,13 @@ def measure(client: str, sides: dict[str, Callable[[], object]], cluster: Cluste
         trips[name] = ", ".join(str(writes[node.port]) for node in cluster.primaries)
     rows = []
     for cache, before in (("cold", flush), ("warm", lambda: None)):
-        times = alternate(sides, before, rounds)
+        times = dict(
+            zip(
+                sides,
+                _common.in_ms(_common.interleaved(list(sides.values()), rounds, 1, before)),
+                strict=True,
+            )
+        )
         for name in sides:
             if name == "bind":
                 continue

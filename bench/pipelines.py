@@ -13,8 +13,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +26,6 @@ import luaimport
 
 SOURCE = "--@function leaf\nreturn ARGV[1]\n"
 TARGET = 1.05
-
-
-def alternate(
-    raw: Callable[[], object], ours: Callable[[], object], rounds: int
-) -> tuple[list[float], list[float]]:
-    """ms per pipeline of each side, taking turns (and turns at going first) in every round."""
-    samples: tuple[list[float], list[float]] = ([], [])
-    for round_ in range(rounds):
-        order = [(raw, samples[0]), (ours, samples[1])]
-        for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return samples
-
-
-async def alternate_async(
-    raw: Callable[[], Awaitable[object]], ours: Callable[[], Awaitable[object]], rounds: int
-) -> tuple[list[float], list[float]]:
-    samples: tuple[list[float], list[float]] = ([], [])
-    for round_ in range(rounds):
-        order = [(raw, samples[0]), (ours, samples[1])]
-        for fn, times in order[round_ % 2 :] + order[: round_ % 2]:
-            start = time.perf_counter()
-            await fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return samples
 
 
 def sides(client: Any, leaf: luaimport.LuaFunction, keys: list[str], **options: Any) -> tuple[Any, Any]:
@@ -80,16 +51,14 @@ def sides(client: Any, leaf: luaimport.LuaFunction, keys: list[str], **options: 
     return raw, ours
 
 
-def measure_async(
-    url: str, leaf: luaimport.LuaFunction, keys: list[str], rounds: int
-) -> tuple[list[float], list[float]]:
-    async def run() -> tuple[list[float], list[float]]:
+def measure_async(url: str, leaf: luaimport.LuaFunction, keys: list[str], rounds: int) -> list[list[float]]:
+    async def run() -> list[list[float]]:
         client = redis.asyncio.Redis.from_url(url)
         try:
             await luaimport.bind(client, leaf)
             raw, ours = sides(client, leaf, keys)  # execute() returns an awaitable here
             assert await raw() == await ours()
-            return await alternate_async(raw, ours, rounds)
+            return _common.in_ms(await _common.interleaved_async([raw, ours], rounds))
         finally:
             await client.aclose()
 
@@ -102,7 +71,7 @@ def section(quick: bool = False) -> list[str]:
     leaf = luaimport.loads(SOURCE, "bench_pipe").leaf
     rows = []
 
-    def row(server: str, kind: str, samples: tuple[list[float], ...]) -> None:
+    def row(server: str, kind: str, samples: list[list[float]]) -> None:
         raw, ours = samples
         ratio = _common.ratios(ours, raw)
         rows.append(
@@ -124,7 +93,7 @@ def section(quick: bool = False) -> list[str]:
             for kind, transaction in (("transaction", True), ("non-transaction", False)):
                 raw, ours = sides(client, leaf, keys, transaction=transaction)
                 assert raw() == ours()
-                row(name, kind, alternate(raw, ours, rounds))
+                row(name, kind, _common.in_ms(_common.interleaved([raw, ours], rounds, 1)))
             client.close()
             row(name, "asyncio transaction", measure_async(url, leaf, keys, rounds))
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +103,11 @@ def section(quick: bool = False) -> list[str]:
             luaimport.bind(client, leaf)
             raw, ours = sides(client, leaf, keys)
             assert raw() == ours()
-            row("Valkey cluster, 3 primaries", "cluster", alternate(raw, ours, max(2, rounds // 2)))
+            row(
+                "Valkey cluster, 3 primaries",
+                "cluster",
+                _common.in_ms(_common.interleaved([raw, ours], max(2, rounds // 2), 1)),
+            )
             client.close()
         finally:
             cluster.stop()
