@@ -11,7 +11,7 @@ text verbatim; nothing in luaimport ever pattern-matches raw source.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ._errors import LuaSyntaxError
 from ._source import Source
@@ -50,25 +50,48 @@ KEYWORDS = frozenset(
 )
 
 _DIGITS = frozenset("0123456789")
-_SPACE = re.compile(r"[ \t\f\v]+")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# llex.c read_numeral: digits and dots, then an optional 'E'/'e' with an optional sign (the only
-# place a sign may appear), then letters, digits and '_'.  _NUMERAL is that scan.
-_NUMERAL = re.compile(r"[0-9.]+(?:[eE][+-]?)?[0-9A-Za-z_]*")
 # The scanned text is a number when luaO_str2d accepts all of it: C strtod (glibc), then strtoul
 # base 16 when strtod stopped at an 'x'.  strtod reads decimals with an optional exponent, and
 # hex with an optional binary exponent ('p' and decimal digits).  A hex numeral can hold neither
-# a '.' (the scan above stops there: 0x1.8p3 is 0x1 then the malformed .8p3) nor a signed 'p'
+# a '.' (the scan stops there: 0x1.8p3 is 0x1 then the malformed .8p3) nor a signed 'p'
 # exponent (0x1p-4 scans as 0x1p).  On glibc, strtoul never reads further than strtod did.
 _VALID_NUMBER = re.compile(
     r"0[xX][0-9a-fA-F]+(?:[pP][0-9]+)?|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 )
 _LONG_OPEN = re.compile(r"\[(=*)\[")
-_SHORT_STRING_RUN = {'"': re.compile(r'[^"\\\n]*'), "'": re.compile(r"[^'\\\n]*")}
-#: the operators longer than one character, but for ``...``
-_OPERATORS = frozenset({"..", "==", "~=", "<=", ">="})
-_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+#: llex.c read_string's escapes: a backslash and up to three decimal digits, or any one character
+_ESCAPE = re.compile(r"\\(?:([0-9]{1,3})|[\s\S])")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\n": "\n"}
+
+#: llex.c read_string: any character but the quote and a raw newline; a backslash escapes the next.
+#: These are a string up to its closing quote.
+_STRING_BODIES = r"\"[^\"\\\n]*+(?:\\[\s\S][^\"\\\n]*+)*+", r"'[^'\\\n]*+(?:\\[\s\S][^'\\\n]*+)*+"
+
+#: One token, after any spaces on its line, as llex.c reads it.  Alternatives are tried in order,
+#: so each group matches only what the ones before it left.  Every character starts a match, so
+#: ``finditer`` never skips text; each error group is the start of a token llex.c rejects.
+_TOKEN = re.compile(
+    r"[ \t\f\v]*+(?:"
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*+)"
+    r"|(?P<newline>\n)"
+    # any other character is an operator of its own, but where it starts a comment, a numeral, a
+    # long bracket or a string (llex.c's default case)
+    r"|(?P<op>\.\.\.|\.\.|==|~=|<=|>=|(?!--|\.[0-9]|\[[\[=])[^ \t\f\v\nA-Za-z0-9_\"'])"
+    # llex.c read_long_string: a long comment or string runs to the first close of its level
+    r"|(?P<long_comment>--\[(?P<comment_level>=*)\[[\s\S]*?\](?P=comment_level)\])"
+    r"|(?P<comment>--(?!\[=*\[)[^\n]*+)"
+    r"|(?P<long_string>\[(?P<string_level>=*)\[[\s\S]*?\](?P=string_level)\])"
+    rf"|(?P<string>{_STRING_BODIES[0]}\"|{_STRING_BODIES[1]}')"
+    # llex.c read_numeral: digits and dots, then an optional 'E'/'e' with an optional sign (the only
+    # place a sign may appear), then letters, digits and '_'
+    r"|(?P<number>(?=\.?[0-9])[0-9.]++(?:[eE][+-]?)?+[0-9A-Za-z_]*+)"
+    r"|(?P<unfinished_long>(?:--)?\[=*\[)"
+    r"|(?P<bad_delimiter>\[=)"
+    rf"|(?P<unfinished_string>{_STRING_BODIES[0]}|{_STRING_BODIES[1]})"
+    r")"
+)
+_NAME_GROUP, _OP_GROUP, _NEWLINE_GROUP = (_TOKEN.groupindex[g] for g in ("name", "op", "newline"))
+_LONG = {"long_comment": COMMENT, "long_string": STRING}
 
 
 class Token(NamedTuple):
@@ -94,13 +117,28 @@ class Token(NamedTuple):
         return _LONG_OPEN.match(body) is not None
 
 
-#: ``Token(...)`` without the Python-level ``__new__`` a NamedTuple adds: the lexer makes one per token
+#: A token as the lexer makes it, ``(kind, text, line, start)``: a plain tuple.  The garbage
+#: collector stops tracking a plain tuple of strings and ints once it survives a collection, but
+#: never a :class:`Token` (a tuple subclass), so a module's hundreds of thousands of tokens would
+#: be traversed again at every full collection while later tokens are made.
+Lexeme = tuple[str, str, int, int]
+
+#: ``Token(...)`` without the Python-level ``__new__`` a NamedTuple adds
 _new = tuple.__new__
 
 
-def tokenize(source: Source) -> list[Token]:
+def lex(source: Source) -> list[Lexeme]:
     """Lex a whole module; raise :class:`LuaSyntaxError` at the first lexical error."""
     return _Lexer(source).run()
+
+
+def as_tokens(lexemes: list[Lexeme]) -> list[Token]:
+    return [_new(Token, lexeme) for lexeme in lexemes]
+
+
+def tokenize(source: Source) -> list[Token]:
+    """:func:`lex` as :class:`Token` objects."""
+    return as_tokens(lex(source))
 
 
 def string_value(token: Token) -> str:
@@ -111,134 +149,83 @@ def string_value(token: Token) -> str:
         level = len(match.group(1))
         body = text[match.end() : len(text) - level - 2]
         return body[1:] if body.startswith("\n") else body
-    out: list[str] = []
-    i, end = 1, len(text) - 1
-    while i < end:
-        c = text[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt in _DIGITS:
-            j = i + 1
-            while j < i + 4 and text[j] in _DIGITS:
-                j += 1
-            out.append(chr(int(text[i + 1 : j])))
-            i = j
-        else:
-            out.append(_ESCAPES.get(nxt, nxt))
-            i += 2
-    return "".join(out)
+    return _ESCAPE.sub(_unescape, text[1:-1])
+
+
+def _unescape(escape: re.Match[str]) -> str:
+    digits = escape[1]
+    return chr(int(digits)) if digits else _ESCAPES.get(escape[0][1], escape[0][1])
 
 
 class _Lexer:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.text = source.text
-        self.line = 1
-        self.tokens: list[Token] = []
 
     def fail(self, message: str, line: int) -> LuaSyntaxError:
         return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
 
-    def emit(self, kind: str, start: int, end: int) -> int:
-        text = self.text[start:end]
-        self.tokens.append(Token(kind, text, self.line, start))
-        self.line += text.count("\n")
-        return end
-
-    def run(self) -> list[Token]:
-        text, n, pos = self.text, len(self.text), 0
-        tokens = self.tokens
-        while pos < n:
-            c = text[pos]
-            if c == "\n":
-                self.line += 1
-                pos += 1
-            elif c in " \t\f\v":
-                pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
-            elif c in _NAME_START:  # the commonest token: appended here, since a name holds no newline
-                end = _NAME.match(text, pos).end()  # type: ignore[union-attr]
-                word = text[pos:end]
-                tokens.append(_new(Token, (KEYWORD if word in KEYWORDS else NAME, word, self.line, pos)))
-                pos = end
-            elif c == "-" and text.startswith("--", pos):
-                pos = self.comment(pos)
-            elif c in _DIGITS or (c == "." and text[pos + 1 : pos + 2] in _DIGITS):
-                pos = self.numeral(pos)
-            elif c in "\"'":
-                pos = self.short_string(pos)
-            elif c == "[":
-                pos = self.bracket(pos)
+    def run(self) -> list[Lexeme]:
+        """One pass of :data:`_TOKEN`; names, operators and newlines, most of any module, stay inline."""
+        lexemes: list[Lexeme] = []
+        append, line = lexemes.append, 1
+        for match in _TOKEN.finditer(self.text):
+            group = match.lastindex
+            if group == _NAME_GROUP:
+                word = match[group]
+                append((KEYWORD if word in KEYWORDS else NAME, word, line, match.start(group)))
+            elif group == _OP_GROUP:
+                append((OP, match[group], line, match.start(group)))
+            elif group == _NEWLINE_GROUP:
+                line += 1
             else:
-                if text.startswith("...", pos):
-                    op = "..."
-                elif text[pos : pos + 2] in _OPERATORS:
-                    op = text[pos : pos + 2]
-                else:
-                    op = c
-                tokens.append(_new(Token, (OP, op, self.line, pos)))
-                pos += len(op)
-        return tokens
+                lexeme = self.other(match, line)
+                append(lexeme)
+                line += lexeme[1].count("\n")
+        return lexemes
 
-    def comment(self, pos: int) -> int:
-        match = _LONG_OPEN.match(self.text, pos + 2)
-        if match:
-            return self.emit(COMMENT, pos, self.long_bracket_end(pos, match, "comment"))
-        end = self.text.find("\n", pos)
-        return self.emit(COMMENT, pos, len(self.text) if end < 0 else end)
+    def other(self, match: re.Match[str], line: int) -> Lexeme:
+        """The rarer tokens: comments, strings and numerals, checked as llex.c checks them."""
+        kind = match.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a group
+        start, text = match.start(kind), match[kind]
+        if kind == "comment":
+            return (COMMENT, text, line, start)
+        if kind == "number":
+            if not _VALID_NUMBER.fullmatch(text):
+                raise self.fail(f"malformed number near '{text}'", line)
+            return (NUMBER, text, line, start)
+        if kind in ("string", "unfinished_string"):
+            # llex.c reads escapes as it goes: one too large is found before the end of the string
+            for escape in _ESCAPE.finditer(text):
+                if escape[1] and int(escape[1]) > 255:
+                    raise self.fail("escape sequence too large", line + text.count("\n", 0, escape.start()))
+            if kind == "string":
+                return (STRING, text, line, start)
+        if kind in _LONG:
+            what = _LONG[kind]
+            brackets = text[2:] if what == COMMENT else text
+            if brackets.startswith("[[") and "[[" in brackets[2:-2]:
+                self.long_bracket_end(start, line, what)  # raises: Lua 5.1 rejects a nested [[ at level 0
+            return (what, text, line, start)
+        if kind == "unfinished_long":
+            self.long_bracket_end(start, line, COMMENT if text.startswith("--") else STRING)
+        if kind == "bad_delimiter":
+            raise self.fail("invalid long string delimiter (a '[' and '='s not followed by '[')", line)
+        raise self.fail("unfinished string", line)
 
-    def bracket(self, pos: int) -> int:
-        match = _LONG_OPEN.match(self.text, pos)
-        if match:
-            return self.emit(STRING, pos, self.long_bracket_end(pos, match, "string"))
-        if self.text.startswith("[=", pos):
-            raise self.fail("invalid long string delimiter (a '[' and '='s not followed by '[')", self.line)
-        return self.emit(OP, pos, pos + 1)
-
-    def long_bracket_end(self, start: int, match: re.Match[str], what: str) -> int:
+    def long_bracket_end(self, start: int, line: int, what: str) -> NoReturn:
+        """Raise the error of a long bracket that :data:`_TOKEN` could not match (or matched nested)."""
+        opening = start + 2 if what == COMMENT else start
+        match = _LONG_OPEN.match(self.text, opening)
+        assert match is not None
         level = len(match.group(1))
         close = self.text.find("]" + "=" * level + "]", match.end())
         if level == 0:
             nested = self.text.find("[[", match.end(), close if close >= 0 else len(self.text))
             if nested >= 0:
-                line = self.line + self.text.count("\n", start, nested)
+                line += self.text.count("\n", start, nested)
                 raise self.fail("nesting of [[...]] is deprecated (use a level, [=[ ... ]=])", line)
-        if close < 0:
-            raise self.fail(
-                f"unfinished long {what}: no closing ]{'=' * level}] for the [{'=' * level}[ opened here",
-                self.line,
-            )
-        return close + level + 2
-
-    def short_string(self, pos: int) -> int:
-        text, quote = self.text, self.text[pos]
-        run = _SHORT_STRING_RUN[quote]
-        i = pos + 1
-        while True:
-            i = run.match(text, i).end()  # type: ignore[union-attr]
-            c = text[i : i + 1]
-            if c == quote:
-                return self.emit(STRING, pos, i + 1)
-            if c in ("", "\n"):
-                raise self.fail("unfinished string", self.line)
-            # a backslash escape
-            nxt = text[i + 1 : i + 2]
-            if nxt == "":
-                raise self.fail("unfinished string", self.line)
-            if nxt in _DIGITS:
-                j = i + 1
-                while j < i + 4 and text[j : j + 1] in _DIGITS:
-                    j += 1
-                if int(text[i + 1 : j]) > 255:
-                    raise self.fail("escape sequence too large", self.line + text.count("\n", pos, i))
-                i = j
-            else:
-                i += 2
-
-    def numeral(self, pos: int) -> int:
-        end = _NUMERAL.match(self.text, pos).end()  # type: ignore[union-attr]
-        if not _VALID_NUMBER.fullmatch(self.text, pos, end):
-            raise self.fail(f"malformed number near '{self.text[pos:end]}'", self.line)
-        return self.emit(NUMBER, pos, end)
+        raise self.fail(
+            f"unfinished long {what}: no closing ]{'=' * level}] for the [{'=' * level}[ opened here", line
+        )

@@ -10,14 +10,15 @@ characters and nothing else.
 
 from __future__ import annotations
 
+import bisect
 import inspect
-import itertools
 import keyword
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._errors import LuaSyntaxError
-from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Token, string_value, tokenize
+from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Lexeme, Token, lex, string_value
 from ._source import Source
 
 _DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
@@ -148,7 +149,7 @@ class Unit:
 
 def parse(source: Source) -> Unit:
     """Lex and section a module; every format error is a :class:`LuaSyntaxError` at its line."""
-    return _Parser(source, tokenize(source)).run()
+    return _Parser(source, lex(source)).run()
 
 
 def check_function_name(name: str) -> str | None:
@@ -189,9 +190,10 @@ def _doc(comments: list[Token]) -> str | None:
 
 
 class _Parser:
-    def __init__(self, source: Source, tokens: list[Token]) -> None:
+    def __init__(self, source: Source, lexemes: list[Lexeme]) -> None:
         self.source = source
-        self.tokens = tokens
+        self.lexemes = lexemes
+        self.starts = [lexeme[3] for lexeme in lexemes]
         self.text = source.text
         self.line_starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
         lines = len(self.line_starts)
@@ -199,6 +201,30 @@ class _Parser:
 
     def fail(self, message: str, line: int) -> LuaSyntaxError:
         return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
+
+    def token(self, i: int) -> Token:
+        return Token(*self.lexemes[i])
+
+    def found(self, prefix: str, first: int, last: int) -> Iterator[int]:
+        """The indices of the tokens ``first`` to ``last - 1`` whose text starts with ``prefix``.
+
+        Found in the source text and looked up by position: markers, directives and CALLs are a
+        few of a module's tokens, and visiting every token for each would cost more than the
+        rest of this stage.
+        """
+        text, starts = self.text, self.starts
+        end = starts[last] if last < len(starts) else len(text)
+        pos = starts[first] if first < last else end
+        while (pos := text.find(prefix, pos, end)) >= 0:
+            i = bisect.bisect_left(starts, pos, first, last)
+            if i < last and starts[i] == pos:
+                yield i
+            pos += 1
+
+    def code(self, first: int, last: int) -> Iterator[Token]:
+        """The tokens ``first`` to ``last - 1`` but comments."""
+        lexemes = self.lexemes
+        return (Token(*lexemes[i]) for i in range(first, last) if lexemes[i][0] != COMMENT)
 
     def starts_line(self, token: Token) -> bool:
         return self.text[self.line_starts[token.line - 1] : token.start].strip(" \t") == ""
@@ -236,45 +262,44 @@ class _Parser:
         markers: list[tuple[Token, str]] = []
         starts: list[int] = []  # where each marker's section begins in the token list
         seen: dict[str, Token] = {}
-        for i, token in enumerate(self.tokens):
-            if token.kind != COMMENT or not token.text.startswith("--@function"):
-                continue
+        for i in self.found("--@function", 0, len(self.lexemes)):
+            token = self.token(i)
             found = self.directive(token)
             if found and found[0] == FUNCTION:
                 markers.append((token, self.function_name(token, found[1], seen)))
                 starts.append(i)
-        head = self.leading_comments(0)
+        # a marker starts its line, so its token starts its section's tokens
+        edges = [0, *starts, len(self.lexemes)]
+        head = self.leading_comments(0, edges[1], 0)
         if not markers:
             script = self.section(self.source.name, 0, 1, self.last_line)
             doc_tokens = self.head(script, head)
-            self.reject_directives(self.tokens[len(head) :])
-            self.fill(script, self.tokens, "the script")
+            self.reject_directives(len(head), edges[1])
+            self.fill(script, 0, edges[1], "the script")
             return Unit(self.source, _doc(doc_tokens), self.section("", 0, 1, 0), {}, script)
 
         bounds = [m.line for m, _ in markers] + [self.last_line + 1]
         prelude = self.section("", 0, 1, bounds[0] - 1)
         doc_head = self.module_head(prelude, head)
         functions: dict[str, Section] = {}
-        # a marker starts its line, so its token starts its section's tokens
-        edges = [0, *starts, len(self.tokens)]
-        section_tokens = [self.tokens[a:b] for a, b in itertools.pairwise(edges)]
-        self.reject_directives(doc_head)
-        self.reject_directives(section_tokens[0][len(head) :])
-        self.fill(prelude, section_tokens[0], "the prelude")
+        self.reject(doc_head)
+        self.reject_directives(len(head), edges[1])
+        self.fill(prelude, 0, edges[1], "the prelude")
         for i, (marker, name) in enumerate(markers):
             section = self.section(name, marker.line, marker.line + 1, bounds[i + 1] - 1)
-            tokens = section_tokens[i + 1]
-            function_head = self.leading_comments(1, tokens)
+            first, last = edges[i + 1], edges[i + 2]
+            function_head = self.leading_comments(first + 1, last, marker.line)
             section.doc = _doc(self.head(section, function_head))
-            self.reject_directives(tokens[len(function_head) + 1 :])
-            self.fill(section, tokens, f"function {name!r}")
+            self.reject_directives(first + 1 + len(function_head), last)
+            self.fill(section, first, last, f"function {name!r}")
             functions[name] = section
         return Unit(self.source, _doc(doc_head), prelude, functions, None, prelude.globals)
 
-    def fill(self, section: Section, tokens: list[Token], what: str) -> None:
-        section.calls = self.call_refs(tokens)
-        self.check_blocks(tokens, what)
-        section.uses_vararg = any(t.kind == OP and t.text == "..." for t in tokens)
+    def fill(self, section: Section, first: int, last: int, what: str) -> None:
+        """Read the code of a section's tokens, ``first`` to ``last - 1``, into ``section``."""
+        section.calls = self.call_refs(first, last)
+        self.check_blocks(first, last, what)
+        section.uses_vararg = any(self.lexemes[i][:2] == (OP, "...") for i in self.found("...", first, last))
 
     def head(self, section: Section, comments: list[Token]) -> list[Token]:
         """Read the directives among a head's ``comments`` into ``section``; the rest is its doc."""
@@ -287,7 +312,7 @@ class _Parser:
                 continue
             word, rest = found
             if word not in SECTION_DIRECTIVES:
-                self.reject_directives([token])
+                self.reject([token])
             if word in seen:
                 raise self.fail(
                     f"directive --@{word} given twice for {section.name!r} (first at line {seen[word]})",
@@ -395,12 +420,14 @@ class _Parser:
             raise self.fail(f"duplicate function {name!r} (first defined at line {other.line})", token.line)
         return name
 
-    def leading_comments(self, skip: int, tokens: list[Token] | None = None) -> list[Token]:
-        """The comment block that opens ``tokens`` (after ``skip`` tokens), ending at a blank line or code."""
-        tokens = self.tokens if tokens is None else tokens
+    def leading_comments(self, first: int, last: int, previous: int) -> list[Token]:
+        """The comment block that opens tokens ``first`` to ``last - 1``, ending at a blank line or code.
+
+        ``previous`` is the line before the block may start (0 at the top of the module).
+        """
         block: list[Token] = []
-        previous = tokens[skip - 1].end_line if skip else 0
-        for token in tokens[skip:]:
+        for i in range(first, last):
+            token = self.token(i)
             if token.kind != COMMENT or token.line > previous + 1 or not self.starts_line(token):
                 break
             found = self.directive(token)
@@ -410,11 +437,12 @@ class _Parser:
             previous = token.end_line
         return block
 
-    def reject_directives(self, tokens: list[Token]) -> None:
-        """Directives are only valid in a head; elsewhere they are mistakes."""
+    def reject_directives(self, first: int, last: int) -> None:
+        """Directives belong in a head; elsewhere (tokens ``first`` to ``last - 1``) they are mistakes."""
+        self.reject(self.token(i) for i in self.found("--@", first, last))
+
+    def reject(self, tokens: Iterable[Token]) -> None:
         for token in tokens:
-            if token.kind != COMMENT or not token.text.startswith("--@"):
-                continue
             found = self.directive(token)
             if found is None or found[0] == FUNCTION:
                 continue
@@ -433,7 +461,7 @@ class _Parser:
             known = ", ".join(f"--@{d}" for d in sorted({FUNCTION, *SECTION_DIRECTIVES}))
             raise self.fail(f"unknown directive --@{found[0]} (known: {known})", token.line)
 
-    def check_blocks(self, tokens: list[Token], what: str) -> None:
+    def check_blocks(self, first: int, last: int, what: str) -> None:
         """An ``end`` or ``until`` must close a block its own section opened.
 
         The linker wraps each section in blocks of its own (``do ... end``,
@@ -445,48 +473,49 @@ class _Parser:
         fails to compile as it would on its own.
         """
         depth = 0
-        for token in tokens:
-            if token.kind != KEYWORD:
+        for kind, text, line, _ in self.lexemes[first:last]:
+            if kind != KEYWORD:
                 continue
-            if token.text in _OPENERS:
+            if text in _OPENERS:
                 depth += 1
-            elif token.text in _CLOSERS:
+            elif text in _CLOSERS:
                 depth -= 1
                 if depth < 0:
                     raise self.fail(
-                        f"'{token.text}' closes no block opened in {what} "
+                        f"'{text}' closes no block opened in {what} "
                         "(each section must be complete Lua: it cannot close what luaimport wraps it in)",
-                        token.line,
+                        line,
                     )
 
-    def call_refs(self, tokens: list[Token]) -> list[CallRef]:
-        code = [t for t in tokens if t.kind != COMMENT]
+    def call_refs(self, first: int, last: int) -> list[CallRef]:
         refs: list[CallRef] = []
-        for i, token in enumerate(code):
-            if token.kind != NAME or token.text != "CALL":
+        for i in self.found("CALL", first, last):
+            if self.lexemes[i][:2] != (NAME, "CALL"):
                 continue
-            if i and code[i - 1].kind == OP and code[i - 1].text in (".", ":"):
+            before = i - 1
+            while before >= first and self.lexemes[before][0] == COMMENT:
+                before -= 1
+            if before >= first and self.lexemes[before][0] == OP and self.lexemes[before][1] in (".", ":"):
                 continue  # a field or method called CALL: obj.CALL
-            refs.append(self.call_ref(code, i))
+            refs.append(self.call_ref(self.token(i), self.code(i + 1, last)))
         return refs
 
-    def call_ref(self, code: list[Token], i: int) -> CallRef:
-        call = code[i]
-        nxt = code[i + 1] if i + 1 < len(code) else None
+    def call_ref(self, call: Token, code: Iterator[Token]) -> CallRef:
+        """The reference ``call`` starts; ``code`` is the section's code after it."""
+        nxt = next(code, None)
         if nxt is not None and nxt.kind == OP and nxt.text == ".":
             parts: list[str] = []
-            j = i + 1
-            while j < len(code) and code[j].kind == OP and code[j].text == ".":
-                name = code[j + 1] if j + 1 < len(code) else None
+            while nxt is not None and nxt.kind == OP and nxt.text == ".":
+                name = next(code, None)
                 if name is None or name.kind != NAME:
                     shown = name.text if name is not None else "<eof>"
                     raise self.fail(f"expected a function name after 'CALL.', found {shown!r}", call.line)
                 parts.append(name.text)
-                j += 2
-            return CallRef(".".join(parts), call.line, call.start, code[j - 1].end)
+                end = name.end
+                nxt = next(code, None)
+            return CallRef(".".join(parts), call.line, call.start, end)
         if nxt is not None and nxt.kind == OP and nxt.text == "[":
-            literal = code[i + 2] if i + 2 < len(code) else None
-            close = code[i + 3] if i + 3 < len(code) else None
+            literal, close = next(code, None), next(code, None)
             if literal is None or literal.kind != STRING or close is None or close.text != "]":
                 raise self.fail("CALL[...] takes one string literal: CALL['pkg.mod.name']", call.line)
             target = string_value(literal)
