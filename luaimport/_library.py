@@ -43,7 +43,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from ._linker import HEAD, LineMap, Linked, Origin, Resolver, Target, link
+from ._linker import HEAD, LineMap, Linked, Resolver, Target, link
 from ._sections import Section, Unit
 
 LIBRARY = "<library>"
@@ -95,7 +95,7 @@ def build(unit: Unit, resolver: Resolver) -> Library:
     line_map = LineMap()
     library_function = f"{unit.name}.{LIBRARY}"
     for number in (1, 2, 3):  # the name, CALL, the marker: lines of no function
-        line_map.add(number, Origin(unit.source, 1, library_function, True))
+        line_map.add(number, unit.source, 1, library_function, True)
     names: dict[str, tuple[Linked, str]] = {}
     for target in targets:
         linked = link(target, resolver)
@@ -107,7 +107,7 @@ def build(unit: Unit, resolver: Resolver) -> Library:
             f"callback = function({parameters})"
         )
         marker_line = target.section.marker_line or 1
-        line_map.add(len(lines) + 3, Origin(unit.source, marker_line, target.qualname, True))
+        line_map.add(len(lines) + 3, unit.source, marker_line, target.qualname, True)
         lines.append(header)
         body = linked.script.split("\n")[:-1]
         skip = 0 if linked.flags is None else 1  # the #!lua line: flags go to register_function
@@ -117,7 +117,7 @@ def build(unit: Unit, resolver: Resolver) -> Library:
         linked.line_map.copy_into(line_map, len(lines) + 2 - skip, skip + 1)
         lines.extend(body)
         last_line = max(target.section.last_line, 1)
-        line_map.add(len(lines) + 3, Origin(unit.source, last_line, target.qualname, True))
+        line_map.add(len(lines) + 3, unit.source, last_line, target.qualname, True)
         lines.append("end}")
         names[target.qualname] = (linked, function)
     text = "\n".join(lines) + "\n"

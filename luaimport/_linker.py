@@ -42,6 +42,7 @@ import bisect
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._errors import LuaLinkError
 from ._sections import CallRef, Section, Unit
@@ -97,26 +98,34 @@ class Origin:
 
 
 class LineMap:
-    """Generated line -> :class:`Origin`, stored as runs of consecutive lines."""
+    """Generated line -> :class:`Origin`, stored as runs of consecutive lines.
+
+    A run is where it starts, in one list, and the fields of its first line's :class:`Origin`,
+    four items in another.  Linking every function of a large module makes hundreds of
+    thousands of runs, and only the line of an error is ever looked up; two lists, unlike an
+    object or a tuple per run, add next to nothing to what the garbage collector goes through.
+    """
 
     __slots__ = ("_runs", "_starts")
 
     def __init__(self) -> None:
         self._starts: list[int] = []
-        self._runs: list[Origin] = []
+        self._runs: list[Any] = []  # source, lineno, function, generated; then the next run's
 
-    def add(self, generated_line: int, origin: Origin) -> None:
+    def add(self, generated_line: int, source: Source, lineno: int, function: str, generated: bool) -> None:
+        """Lines from ``generated_line`` on are ``source``'s from ``lineno`` on (one if ``generated``)."""
         self._starts.append(generated_line)
-        self._runs.append(origin)
+        self._runs += source, lineno, function, generated
 
     def lookup(self, generated_line: int) -> Origin | None:
         i = bisect.bisect_right(self._starts, generated_line) - 1
         if i < 0:
             return None
-        run = self._runs[i]
-        if run.generated:
-            return run if generated_line == self._starts[i] else None
-        return Origin(run.source, run.lineno + generated_line - self._starts[i], run.function, False)
+        source, lineno, function, generated = self._runs[4 * i : 4 * i + 4]
+        offset = generated_line - self._starts[i]
+        if generated and offset:
+            return None
+        return Origin(source, lineno + offset, function, generated)
 
     def copy_into(self, other: LineMap, offset: int, first: int = 1) -> None:
         """Add the lines from ``first`` on to ``other``, each moved ``offset`` lines down.
@@ -127,13 +136,13 @@ class LineMap:
             end = self._starts[i + 1] if i + 1 < len(self._starts) else None
             if end is not None and end <= first:
                 continue
-            run = self._runs[i]
+            source, lineno, function, generated = self._runs[4 * i : 4 * i + 4]
             if start < first:  # a run that began before ``first``: keep only its part from there
-                if run.generated:
+                if generated:
                     continue
-                run = Origin(run.source, run.lineno + first - start, run.function, False)
+                lineno += first - start
                 start = first
-            other.add(start + offset, run)
+            other.add(start + offset, source, lineno, function, generated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,18 +172,11 @@ class Linked:
 
 def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
     """The function a ``CALL`` reference in ``unit`` names, or :class:`LuaLinkError` at its line."""
-    filename = unit.source.filename
-
-    def fail(why: str) -> LuaLinkError:
-        return LuaLinkError(
-            f"CALL target {ref.target!r}: {why}", name=unit.name, filename=filename, lineno=ref.line
-        )
-
     if "." not in ref.target:
         section = unit.functions.get(ref.target)
         if section is None:
             known = ", ".join(unit.functions) or "none: the file has no --@function sections"
-            raise fail(f"no function of that name in {unit.name} (functions: {known})")
+            raise _link_error(unit, ref, f"no function of that name in {unit.name} (functions: {known})")
         return Target(unit, section)
     module_name, function = ref.target.rsplit(".", 1)
     reasons = []
@@ -194,7 +196,13 @@ def resolve(unit: Unit, ref: CallRef, resolver: Resolver) -> Target:
     else:
         if whole.script is not None:
             return Target(whole, whole.script)
-    raise fail("; ".join(reasons))
+    raise _link_error(unit, ref, "; ".join(reasons))
+
+
+def _link_error(unit: Unit, ref: CallRef, why: str) -> LuaLinkError:
+    return LuaLinkError(
+        f"CALL target {ref.target!r}: {why}", name=unit.name, filename=unit.source.filename, lineno=ref.line
+    )
 
 
 def check(unit: Unit, resolver: Resolver) -> None:
@@ -230,46 +238,54 @@ def link(entry: Target, resolver: Resolver) -> Linked:
         pos += 1
 
     writer = _Writer()
+    qualname = entry.qualname
     entry_line = entry.section.marker_line or 1
     flags = entry.section.flags
     if flags is not None:
         shebang = f"#!lua flags={','.join(flags)}" if flags else "#!lua"
-        writer.generated(shebang, entry.unit, entry.section.flags_line, entry.qualname)
-    writer.generated(HEAD, entry.unit, entry_line, entry.qualname)
+        writer.generated(shebang, entry.unit, entry.section.flags_line, qualname)
+    writer.generated(HEAD, entry.unit, entry_line, qualname)
     for unit in units:
+        name = unit.name
         members = sorted((t for t in order if t.unit is unit), key=lambda t: t.section.first_line)
-        prelude = f"{unit.name}.{PRELUDE}"
+        prelude = f"{name}.{PRELUDE}"
         writer.generated("do", unit, 1, prelude)
         writer.user(unit, unit.prelude, prelude, resolved)
         for target in members:
-            slot = index[(unit.name, target.section.name)]
-            parameters = "KEYS, ARGV, ..." if target.section.uses_vararg else "KEYS, ARGV"
-            header = f"CALL[{slot}] = function({parameters})"
-            writer.generated(header, unit, target.section.marker_line or 1, target.qualname)
-            writer.user(unit, target.section, target.qualname, resolved)
-            writer.generated("end", unit, max(target.section.last_line, 1), target.qualname)
+            section, function = target.section, target.qualname
+            slot = index[(name, section.name)]
+            parameters = "KEYS, ARGV, ..." if section.uses_vararg else "KEYS, ARGV"
+            writer.generated(
+                f"CALL[{slot}] = function({parameters})", unit, section.marker_line or 1, function
+            )
+            writer.user(unit, section, function, resolved)
+            writer.generated("end", unit, max(section.last_line, 1), function)
         writer.generated("end", unit, max(unit.prelude.last_line, 1), prelude)
-    writer.generated(TAIL, entry.unit, entry_line, entry.qualname)
-    script = "\n".join(writer.lines) + "\n"
+    writer.generated(TAIL, entry.unit, entry_line, qualname)
+    script = "\n".join(writer.chunks) + "\n"
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
     prelude_vararg = any(unit.prelude.uses_vararg for unit in units)
-    return Linked(entry.qualname, script, sha, writer.line_map, flags, entry.section.readonly, prelude_vararg)
+    return Linked(qualname, script, sha, writer.line_map, flags, entry.section.readonly, prelude_vararg)
 
 
 class _Writer:
+    """The script as chunks of whole lines, joined with line breaks at the end, and its line map."""
+
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.chunks: list[str] = []
+        self.line = 1  # where the next chunk starts
         self.line_map = LineMap()
 
     def generated(self, line: str, unit: Unit, lineno: int, function: str) -> None:
-        self.line_map.add(len(self.lines) + 1, Origin(unit.source, lineno, function, True))
-        self.lines.append(line)
+        self.line_map.add(self.line, unit.source, lineno, function, True)
+        self.chunks.append(line)
+        self.line += 1
 
     def user(self, unit: Unit, section: Section, function: str, resolved: dict[tuple[str, int], int]) -> None:
         if section.last_line < section.first_line:
             return
         text = unit.source.text
-        self.line_map.add(len(self.lines) + 1, Origin(unit.source, section.first_line, function, False))
+        self.line_map.add(self.line, unit.source, section.first_line, function, False)
         pieces = []
         pos = section.start
         for ref in section.calls:
@@ -281,4 +297,5 @@ class _Writer:
             pieces.append("\n" * span.count("\n") + f"CALL[{resolved[(unit.name, ref.start)]}]")
             pos = ref.end
         pieces.append(text[pos : section.end])
-        self.lines.extend("".join(pieces).split("\n"))
+        self.chunks.append("".join(pieces))
+        self.line += section.last_line - section.first_line + 1
