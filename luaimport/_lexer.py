@@ -114,7 +114,7 @@ class Token(NamedTuple):
     def is_long(self) -> bool:
         """A long string or long comment (``[==[ ... ]==]``)."""
         body = self.text[2:] if self.kind == COMMENT else self.text
-        return _LONG_OPEN.match(body) is not None
+        return body.startswith("[") and _LONG_OPEN.match(body) is not None
 
 
 #: A token as the lexer makes it, ``(kind, text, line, start)``: a plain tuple.  The garbage
@@ -123,22 +123,20 @@ class Token(NamedTuple):
 #: be traversed again at every full collection while later tokens are made.
 Lexeme = tuple[str, str, int, int]
 
-#: ``Token(...)`` without the Python-level ``__new__`` a NamedTuple adds
-_new = tuple.__new__
-
 
 def lex(source: Source) -> list[Lexeme]:
     """Lex a whole module; raise :class:`LuaSyntaxError` at the first lexical error."""
     return _Lexer(source).run()
 
 
-def as_tokens(lexemes: list[Lexeme]) -> list[Token]:
-    return [_new(Token, lexeme) for lexeme in lexemes]
+def as_token(lexeme: Lexeme) -> Token:
+    """``Token(*lexeme)`` without the Python-level ``__new__`` of a NamedTuple."""
+    return tuple.__new__(Token, lexeme)
 
 
 def tokenize(source: Source) -> list[Token]:
     """:func:`lex` as :class:`Token` objects."""
-    return as_tokens(lex(source))
+    return [as_token(lexeme) for lexeme in lex(source)]
 
 
 def string_value(token: Token) -> str:

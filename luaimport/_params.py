@@ -10,6 +10,7 @@ declarations never come here: their calls keep the plain path.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -20,6 +21,8 @@ from ._sections import OPTIONAL, REQUIRED, VARIADIC, Params
 
 _KEY = str | bytes
 _ARG = str | bytes | int | float
+#: a variadic name's annotation, by the scalar it holds
+_LISTS = {_KEY: Sequence[_KEY], _ARG: Sequence[_ARG]}
 
 
 class Declared:
@@ -43,7 +46,7 @@ class Declared:
                 continue
             for name, kind in params.kinds():
                 if kind == VARIADIC:
-                    out.append((name, Sequence[scalar], ()))  # type: ignore[valid-type]
+                    out.append((name, _LISTS[scalar], ()))
                 else:
                     out.append((name, scalar, None if kind == OPTIONAL else inspect.Parameter.empty))
         return out
@@ -158,6 +161,7 @@ def _plural(n: int, word: str) -> str:
     return word if n == 1 else word + "s"
 
 
+@functools.cache
 def _shown(annotation: Any) -> str:
-    """An annotation as ``inspect`` would show it, without module prefixes."""
+    """An annotation as ``inspect`` would show it, without module prefixes (one of four, so cached)."""
     return inspect.formatannotation(annotation).replace("typing.", "").replace("collections.abc.", "")

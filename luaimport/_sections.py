@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._errors import LuaSyntaxError
-from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Lexeme, Token, lex, string_value
+from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Lexeme, Token, as_token, lex, string_value
 from ._source import Source
 
 _DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
@@ -189,6 +189,10 @@ def _doc(comments: list[Token]) -> str | None:
     return inspect.cleandoc("\n".join(_comment_text(t) for t in comments)) or None
 
 
+#: a head's comments, each with its directive (word, rest) if it is one
+_Head = list[tuple[Token, tuple[str, str] | None]]
+
+
 class _Parser:
     def __init__(self, source: Source, lexemes: list[Lexeme]) -> None:
         self.source = source
@@ -203,7 +207,7 @@ class _Parser:
         return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
 
     def token(self, i: int) -> Token:
-        return Token(*self.lexemes[i])
+        return as_token(self.lexemes[i])
 
     def found(self, prefix: str, first: int, last: int) -> Iterator[int]:
         """The indices of the tokens ``first`` to ``last - 1`` whose text starts with ``prefix``.
@@ -224,7 +228,7 @@ class _Parser:
     def code(self, first: int, last: int) -> Iterator[Token]:
         """The tokens ``first`` to ``last - 1`` but comments."""
         lexemes = self.lexemes
-        return (Token(*lexemes[i]) for i in range(first, last) if lexemes[i][0] != COMMENT)
+        return (as_token(lexemes[i]) for i in range(first, last) if lexemes[i][0] != COMMENT)
 
     def starts_line(self, token: Token) -> bool:
         return self.text[self.line_starts[token.line - 1] : token.start].strip(" \t") == ""
@@ -301,12 +305,11 @@ class _Parser:
         self.check_blocks(first, last, what)
         section.uses_vararg = any(self.lexemes[i][:2] == (OP, "...") for i in self.found("...", first, last))
 
-    def head(self, section: Section, comments: list[Token]) -> list[Token]:
+    def head(self, section: Section, comments: _Head) -> list[Token]:
         """Read the directives among a head's ``comments`` into ``section``; the rest is its doc."""
         doc: list[Token] = []
         seen: dict[str, int] = {}
-        for token in comments:
-            found = self.directive(token)
+        for token, found in comments:
             if found is None:
                 doc.append(token)
                 continue
@@ -332,14 +335,13 @@ class _Parser:
                 self.flags(section, word, rest, token.line)
         return doc
 
-    def module_head(self, prelude: Section, comments: list[Token]) -> list[Token]:
+    def module_head(self, prelude: Section, comments: _Head) -> list[Token]:
         """Read ``--@globals`` from a module's leading comment block into ``prelude``; the rest is its doc.
 
         Other directives there are left in place, to be rejected as misplaced.
         """
         doc: list[Token] = []
-        for token in comments:
-            found = self.directive(token)
+        for token, found in comments:
             if found is None or found[0] not in MODULE_DIRECTIVES:
                 doc.append(token)
             elif prelude.globals:
@@ -420,20 +422,18 @@ class _Parser:
             raise self.fail(f"duplicate function {name!r} (first defined at line {other.line})", token.line)
         return name
 
-    def leading_comments(self, first: int, last: int, previous: int) -> list[Token]:
+    def leading_comments(self, first: int, last: int, previous: int) -> _Head:
         """The comment block that opens tokens ``first`` to ``last - 1``, ending at a blank line or code.
 
-        ``previous`` is the line before the block may start (0 at the top of the module).
+        ``previous`` is the line before the block may start (0 at the top of the module).  Each
+        comment comes with its directive, if it is one.
         """
-        block: list[Token] = []
+        block: _Head = []
         for i in range(first, last):
             token = self.token(i)
             if token.kind != COMMENT or token.line > previous + 1 or not self.starts_line(token):
                 break
-            found = self.directive(token)
-            if found and found[0] == FUNCTION:
-                break
-            block.append(token)
+            block.append((token, self.directive(token)))  # no marker: markers end the ranges
             previous = token.end_line
         return block
 
