@@ -28,6 +28,7 @@ SECTIONS = [
     "pipelines",
     "asyncio_calls",
     "nested_calls",
+    "imports",
     "bind",
     "cluster_calls",
     "memory",

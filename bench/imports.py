@@ -1,0 +1,338 @@
+"""(e) Import and link time of large modules, against CPython's ``compile()`` of as much Python.
+
+Importing a ``.lua`` module lexes it, cuts it into sections and checks its ``CALL`` references;
+each function's script is linked on first use.  Here "import" is all of that for every function:
+:func:`luaimport.loads` (what ``import pkg.mod`` runs once it has the file's bytes), then the
+linked script of each function.  The yardstick is ``compile()`` of Python source of the same
+byte count: what CPython does to import a ``.py`` file that has no cached bytecode.
+
+The modules are generated: a prelude of local helpers shared by every function, then functions
+of a few statements each (a doc comment; every fourth with ``--@keys`` and ``--@args``), in
+chains of :data:`CHAIN` where each calls the next with ``CALL``, so the head of a chain links
+``CHAIN - 1`` callees.  The Python mirrors them function for function.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import _common
+
+import luaimport
+from luaimport import _runtime
+
+#: functions per CALL chain: the head of each chain links the ``CHAIN - 1`` after it
+CHAIN = 11
+SIZES = (100, 1_000, 5_000)
+QUICK_SIZES = (10, 20, 50)
+CHART = _common.DOCS / "benchmarks-import.svg"
+
+LUA_PRELUDE = """\
+-- Counters with a limit, over plain keys.
+local LIMIT = 1000000
+local PREFIX = 'bench:'
+
+local function clamp(n)
+  if n > LIMIT then return LIMIT end
+  if n < -LIMIT then return -LIMIT end
+  return n
+end
+
+local function number(value, default)
+  local n = tonumber(value)
+  if n == nil then return default end
+  return clamp(n)
+end
+
+local function key(...)
+  return PREFIX .. table.concat({...}, ':')
+end
+
+local function expire_later(name, seconds)
+  if seconds and seconds > 0 then
+    redis.call('EXPIRE', name, seconds)
+  end
+end
+
+"""
+
+PYTHON_PRELUDE = '''\
+"""Counters with a limit, over plain keys."""
+LIMIT = 1000000
+PREFIX = "bench:"
+
+
+def clamp(n):
+    if n > LIMIT:
+        return LIMIT
+    if n < -LIMIT:
+        return -LIMIT
+    return n
+
+
+def number(value, default):
+    try:
+        return clamp(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def key(*parts):
+    return PREFIX + ":".join(parts)
+
+
+def expire_later(call, name, seconds):
+    if seconds and seconds > 0:
+        call("EXPIRE", name, seconds)
+
+'''
+
+
+def _calls_next(i: int, functions: int) -> bool:
+    return (i + 1) % CHAIN != 0 and i + 1 < functions
+
+
+def lua_module(functions: int) -> str:
+    """The prelude, then ``functions`` sections ``f0``, ``f1``... in CALL chains."""
+    parts = [LUA_PRELUDE]
+    for i in range(functions):
+        parts.append(f"--@function f{i}\n-- Add ARGV[1] to KEYS[1], up to the limit.\n")
+        if i % 4 == 0:
+            parts.append("--@keys counter\n--@args amount\n")
+        parts.append(
+            f"local n = number(ARGV[1], {i % 9 + 1})\n"
+            "local total = redis.call('INCRBY', KEYS[1], n)\n"
+            "if total > LIMIT then total = LIMIT end\n"
+        )
+        if _calls_next(i, functions):
+            parts.append(f"return CALL.f{i + 1}(KEYS, {{total}})\n\n")
+        else:
+            parts.append("return total\n\n")
+    return "".join(parts)
+
+
+def python_module(size: int) -> str:
+    """Python source of exactly ``size`` bytes: the Lua module's functions, mirrored, as many as fit."""
+    parts, used, i = [PYTHON_PRELUDE], len(PYTHON_PRELUDE), 0
+    while True:
+        tail = f"    return f{i + 1}(call, keys, [total])\n" if (i + 1) % CHAIN else "    return total\n"
+        function = (
+            f"\n\ndef f{i}(call, keys, argv):\n"
+            '    """Add argv[0] to keys[0], up to the limit."""\n'
+            f"    n = number(argv[0], {i % 9 + 1})\n"
+            '    total = call("INCRBY", keys[0], n)\n'
+            "    if total > LIMIT:\n"
+            "        total = LIMIT\n" + tail
+        )
+        if used + len(function) > size:
+            break
+        parts.append(function)
+        used += len(function)
+        i += 1
+    parts.append("#" * max(size - used - 1, 0) + "\n" * (size > used))
+    return "".join(parts)
+
+
+def import_all(source: str) -> None:
+    """Import the module from its text and link every function's script, as their first calls would."""
+    module = luaimport.loads(source, "bench_imports")
+    for name in module.__all__:
+        getattr(module, name).sha  # noqa: B018 (linked on first use)
+
+
+def cpu_ms(fn: Callable[[], object]) -> float:
+    """CPU time of one call of ``fn``, in ms, after a collection (the garbage collector stays on)."""
+    gc.collect()
+    start = time.process_time()
+    fn()
+    return (time.process_time() - start) * 1e3
+
+
+def imports_and_compiles(functions: int, rounds: int) -> tuple[list[float], list[float], int]:
+    """ms per import and per ``compile()`` of as many bytes, alternating, and the byte count."""
+    source = lua_module(functions)
+    python = python_module(len(source))
+    runs = [lambda: import_all(source), lambda: compile(python, "<bench>", "exec")]
+    samples: list[list[float]] = [[], []]
+    for round_ in range(rounds + 1):  # round 0 warms up, and is dropped
+        order = [0, 1] if round_ % 2 else [1, 0]
+        for which in order:
+            samples[which].append(cpu_ms(runs[which]))
+    return samples[0][1:], samples[1][1:], len(source)
+
+
+def link_one(sizes: tuple[int, ...], rounds: int, links: int) -> dict[int, list[float]]:
+    """µs to link one function with ``CHAIN - 1`` callees (a chain's head), per round of ``links`` links.
+
+    The modules take turns within every round (the first round warms up, and is dropped), so a
+    slow patch of the machine weighs on every size alike.
+    """
+    heads = []
+    for functions in sizes:
+        module = luaimport.loads(lua_module(functions), "bench_imports")
+        heads.append(getattr(module, f"f{CHAIN * max((functions // CHAIN) // 2 - 1, 0)}"))
+
+    def relink(head: luaimport.LuaFunction) -> None:
+        for _ in range(links):
+            _runtime.invalidate_links()  # forget every linked script, as a reload does
+            head.sha  # noqa: B018
+
+    samples: dict[int, list[float]] = {functions: [] for functions in sizes}
+    pairs = list(zip(sizes, heads, strict=True))
+    for round_ in range(rounds + 1):
+        shift = round_ % len(pairs)
+        for functions, head in pairs[shift:] + pairs[:shift]:
+            samples[functions].append(cpu_ms(functools.partial(relink, head)) * 1e3 / links)
+    return {functions: times[1:] for functions, times in samples.items()}
+
+
+def chart(points: list[tuple[int, float, float]]) -> str:
+    """An SVG line chart of (functions, import ms, compile ms), written by hand: same figures, same file."""
+    width, height, left, right, top, bottom = 640, 400, 70, 20, 40, 60
+    x_max = max(p[0] for p in points)
+    x_step = _tick_step(x_max)
+    y_top = max(max(p[1], p[2]) for p in points)
+    y_step = _tick_step(y_top)
+    y_max = y_step * (int(y_top / y_step) + 1)
+
+    def x(value: float) -> float:
+        return left + (width - left - right) * value / x_max
+
+    def y(value: float) -> float:
+        return height - bottom - (height - top - bottom) * value / y_max
+
+    middle = (top + height - bottom) / 2
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        _text(
+            width / 2, 20, "Import and link time against module size", 'text-anchor="middle" font-size="14"'
+        ),
+    ]
+    for i in range(int(x_max / x_step) + 1):
+        value = i * x_step
+        out.append(_line(x(value), height - bottom, x(value), height - bottom + 5, "black"))
+        out.append(_text(x(value), height - bottom + 19, f"{value:,.0f}", 'text-anchor="middle"'))
+    for i in range(int(y_max / y_step) + 1):
+        value = i * y_step
+        out.append(_line(left, y(value), width - right, y(value), "#ddd"))
+        out.append(_text(left - 8, y(value) + 4, f"{value:g}", 'text-anchor="end"'))
+    out += [
+        _line(left, height - bottom, width - right, height - bottom, "black"),
+        _line(left, top, left, height - bottom, "black"),
+        _text((left + width - right) / 2, height - 18, "functions in the module", 'text-anchor="middle"'),
+        _text(
+            18,
+            middle,
+            "CPU time (ms, median)",
+            f'text-anchor="middle" transform="rotate(-90 18 {middle:.0f})"',
+        ),
+    ]
+    series = ((1, "#1f77b4", "luaimport: import and link"), (2, "#d62728", "compile() of as much Python"))
+    for column, colour, label in series:
+        line = " ".join(f"{x(p[0]):.1f},{y(p[column]):.1f}" for p in points)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        out += [f'<circle cx="{x(p[0]):.1f}" cy="{y(p[column]):.1f}" r="4" fill="{colour}"/>' for p in points]
+        row = top + 10 + 20 * (column - 1)
+        out.append(_line(left + 15, row, left + 45, row, colour, 2))
+        out.append(f'<circle cx="{left + 30}" cy="{row}" r="4" fill="{colour}"/>')
+        out.append(_text(left + 52, row + 4, label))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, colour: str, width: int = 1) -> str:
+    ends = f'x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"'
+    return f'<line {ends} stroke="{colour}" stroke-width="{width}"/>'
+
+
+def _text(x: float, y: float, text: str, attributes: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" {attributes}>{text}</text>'.replace(" >", ">")
+
+
+def _tick_step(top: float) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving four to ten ticks up to ``top``."""
+    step = 10 ** math.floor(math.log10(top / 4))
+    for factor in (1, 2, 5, 10):
+        if top / (step * factor) <= 10:
+            return step * factor
+    return step * 10
+
+
+def section(quick: bool = False) -> list[str]:
+    sizes, rounds, links = (QUICK_SIZES, 1, 5) if quick else (SIZES, 21, 200)
+    rows, points = [], []
+    medians: dict[int, float] = {}
+    ratios: dict[int, list[float]] = {}
+    link_samples = link_one(sizes, rounds, links)
+    link_us = {functions: statistics.median(times) for functions, times in link_samples.items()}
+    for functions in sizes:
+        imports, compiles, size = imports_and_compiles(functions, rounds)
+        ratios[functions] = _common.ratios(imports, compiles)
+        medians[functions] = statistics.median(imports)
+        points.append((functions, medians[functions], statistics.median(compiles)))
+        rows.append(
+            f"| {functions:,} | {size:,} | {_common.spread(imports, ' ms', 1)} | "
+            f"{_common.spread(compiles, ' ms', 1)} | {_common.spread(ratios[functions], digits=2)} | "
+            f"{_common.spread(link_samples[functions], ' µs', 1)} |"
+        )
+    small, middle, large = sizes
+    _common.figure(
+        f"(e) import and link / compile() of as much Python, {large:,} functions",
+        _common.spread(ratios[large], digits=2),
+        "<= 1.0x",
+        _common.judged(ratios[large], 1.0),
+    )
+    growth = medians[large] / medians[middle]
+    _common.figure(
+        f"(e) import and link time, {large:,} / {middle:,} functions",
+        f"{growth:.2f}x",
+        "<= 5.5x",
+        growth <= 5.5,
+    )
+    flat = " / ".join(f"{link_us[n]:.1f}" for n in sizes)
+    _common.figure(
+        f"(e) link of one function with {CHAIN - 1} callees, {small:,} / {middle:,} / {large:,} functions",
+        f"{flat} µs",
+        "flat in module size",
+        link_us[large] <= 1.5 * link_us[small],
+        f"(holds: the {large:,}-function figure within 1.5x of the {small:,}-function one)",
+    )
+    if not quick:
+        CHART.write_text(chart(points))
+    return [
+        "## (e) Import and link",
+        "",
+        "*import*: `luaimport.loads` of a generated module (what `import pkg.mod` runs once it has the "
+        "file's bytes: lexing, sections, CALL checks), then the linked script of every function, as "
+        "their first calls would make them.  *compile()*: CPython's `compile()` of Python source of the "
+        "same byte count (a `.py` file imported without cached bytecode).  The module: a prelude of "
+        f"local helpers shared by every function, then functions of a few statements each (a doc "
+        f"comment, every fourth with `--@keys` and `--@args`), in CALL chains of {CHAIN}; the Python "
+        f"mirrors them function for function.  CPU time (`time.process_time`) of one run, the garbage "
+        f"collector on (collected before each run); {rounds} rounds, the two taking turns; median "
+        "(interquartile range).",
+        "",
+        f"*import / compile()*: per-round ratio [target: at most 1.0x at {large:,} functions].  Growth: "
+        f"the median import at {large:,} functions over the one at {middle:,} [target: at most 5.5x, "
+        f"linear].  *link one*: linking the head of a chain ({CHAIN - 1} callees) again after "
+        f"forgetting every linked script, {links} times a round [target: flat in module size].",
+        "",
+        "| functions | bytes | import | compile() | import / compile() | link one |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "![Import time against module size](benchmarks-import.svg)",
+        "",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(section("--quick" in sys.argv)))
