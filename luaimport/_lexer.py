@@ -49,7 +49,6 @@ KEYWORDS = frozenset(
     ]
 )
 
-_DIGITS = frozenset("0123456789")
 # The scanned text is a number when luaO_str2d accepts all of it: C strtod (glibc), then strtoul
 # base 16 when strtod stopped at an 'x'.  strtod reads decimals with an optional exponent, and
 # hex with an optional binary exponent ('p' and decimal digits).  A hex numeral can hold neither
@@ -204,15 +203,15 @@ class _Lexer:
             what = _LONG[kind]
             brackets = text[2:] if what == COMMENT else text
             if brackets.startswith("[[") and "[[" in brackets[2:-2]:
-                self.long_bracket_end(start, line, what)  # raises: Lua 5.1 rejects a nested [[ at level 0
+                self.long_bracket_error(start, line, what)  # raises: Lua 5.1 rejects a nested [[ at level 0
             return (what, text, line, start)
         if kind == "unfinished_long":
-            self.long_bracket_end(start, line, COMMENT if text.startswith("--") else STRING)
+            self.long_bracket_error(start, line, COMMENT if text.startswith("--") else STRING)
         if kind == "bad_delimiter":
             raise self.fail("invalid long string delimiter (a '[' and '='s not followed by '[')", line)
         raise self.fail("unfinished string", line)
 
-    def long_bracket_end(self, start: int, line: int, what: str) -> NoReturn:
+    def long_bracket_error(self, start: int, line: int, what: str) -> NoReturn:
         """Raise the error of a long bracket that :data:`_TOKEN` could not match (or matched nested)."""
         opening = start + 2 if what == COMMENT else start
         match = _LONG_OPEN.match(self.text, opening)

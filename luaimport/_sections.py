@@ -214,7 +214,8 @@ class _Parser:
 
         Found in the source text and looked up by position: markers, directives and CALLs are a
         few of a module's tokens, and visiting every token for each would cost more than the
-        rest of this stage.
+        rest of this stage.  The lexer still decides: text that starts no token (inside a string
+        or a comment, or mid-name) is passed over.
         """
         text, starts = self.text, self.starts
         end = starts[last] if last < len(starts) else len(text)
