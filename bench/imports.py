@@ -146,50 +146,40 @@ def import_all(source: str) -> None:
         getattr(module, name).sha  # noqa: B018 (linked on first use)
 
 
-def cpu_ms(fn: Callable[[], object]) -> float:
-    """CPU time of one call of ``fn``, in ms, after a collection (the garbage collector stays on)."""
-    gc.collect()
-    start = time.process_time()
-    fn()
-    return (time.process_time() - start) * 1e3
+def cpu_times(fns: list[Callable[[], object]], rounds: int, calls: int) -> list[list[float]]:
+    """:func:`_common.interleaved` in CPU time (µs per call), a collection before each turn (the garbage
+    collector stays on), and a first round that warms up and is dropped."""
+    samples = _common.interleaved(fns, rounds + 1, calls, gc.collect, time.process_time)
+    return [times[1:] for times in samples]
 
 
 def imports_and_compiles(functions: int, rounds: int) -> tuple[list[float], list[float], int]:
-    """ms per import and per ``compile()`` of as many bytes, alternating, and the byte count."""
+    """ms per import and per ``compile()`` of as many bytes, taking turns, and the byte count."""
     source = lua_module(functions)
     python = python_module(len(source))
-    runs = [lambda: import_all(source), lambda: compile(python, "<bench>", "exec")]
-    samples: list[list[float]] = [[], []]
-    for round_ in range(rounds + 1):  # round 0 warms up, and is dropped
-        order = [0, 1] if round_ % 2 else [1, 0]
-        for which in order:
-            samples[which].append(cpu_ms(runs[which]))
-    return samples[0][1:], samples[1][1:], len(source)
+    imports, compiles = _common.in_ms(
+        cpu_times([lambda: import_all(source), lambda: compile(python, "<bench>", "exec")], rounds, 1)
+    )
+    return imports, compiles, len(source)
 
 
 def link_one(sizes: tuple[int, ...], rounds: int, links: int) -> dict[int, list[float]]:
-    """µs to link one function with ``CHAIN - 1`` callees (a chain's head), per round of ``links`` links.
+    """µs to link one function with ``CHAIN - 1`` callees (a chain's head) in a module of each size.
 
-    The modules take turns within every round (the first round warms up, and is dropped), so a
-    slow patch of the machine weighs on every size alike.
+    The modules take turns, so a slow patch of the machine weighs on every size alike.
     """
-    heads = []
+    relinks = []
     for functions in sizes:
         module = luaimport.loads(lua_module(functions), "bench_imports")
-        heads.append(getattr(module, f"f{CHAIN * max((functions // CHAIN) // 2 - 1, 0)}"))
+        relinks.append(
+            functools.partial(_relink, getattr(module, f"f{CHAIN * max(functions // CHAIN // 2 - 1, 0)}"))
+        )
+    return dict(zip(sizes, cpu_times(relinks, rounds, links), strict=True))
 
-    def relink(head: luaimport.LuaFunction) -> None:
-        for _ in range(links):
-            _runtime.invalidate_links()  # forget every linked script, as a reload does
-            head.sha  # noqa: B018
 
-    samples: dict[int, list[float]] = {functions: [] for functions in sizes}
-    pairs = list(zip(sizes, heads, strict=True))
-    for round_ in range(rounds + 1):
-        shift = round_ % len(pairs)
-        for functions, head in pairs[shift:] + pairs[:shift]:
-            samples[functions].append(cpu_ms(functools.partial(relink, head)) * 1e3 / links)
-    return {functions: times[1:] for functions, times in samples.items()}
+def _relink(head: luaimport.LuaFunction) -> None:
+    _runtime.invalidate_links()  # forget every linked script, as a reload does
+    head.sha  # noqa: B018
 
 
 def chart(points: list[tuple[int, float, float]]) -> str:
