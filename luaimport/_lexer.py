@@ -116,26 +116,46 @@ class Token(NamedTuple):
         return body.startswith("[") and _LONG_OPEN.match(body) is not None
 
 
-#: A token as the lexer makes it, ``(kind, text, line, start)``: a plain tuple.  The garbage
-#: collector stops tracking a plain tuple of strings and ints once it survives a collection, but
-#: never a :class:`Token` (a tuple subclass), so a module's hundreds of thousands of tokens would
-#: be traversed again at every full collection while later tokens are made.
+#: A token as :meth:`_Lexer.other` reads it, ``(kind, text, line, start)``.
 Lexeme = tuple[str, str, int, int]
 
 
-def lex(source: Source) -> list[Lexeme]:
+class Lexemes:
+    """A module's tokens as four parallel lists: kind, text, line and start of each.
+
+    Strings and ints are not tracked by the garbage collector, and these are
+    four objects however long the module: a :class:`Token` per token (a tuple
+    subclass, which the collector never stops tracking) would have hundreds
+    of thousands traversed again at every full collection while later ones
+    are made.  Later stages read the lists, and make a :class:`Token` only
+    for the tokens they look at.
+    """
+
+    __slots__ = ("kinds", "lines", "starts", "texts")
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.texts: list[str] = []
+        self.lines: list[int] = []
+        self.starts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def token(self, i: int) -> Token:
+        """Token ``i``, built without the Python-level ``__new__`` of a NamedTuple."""
+        return tuple.__new__(Token, (self.kinds[i], self.texts[i], self.lines[i], self.starts[i]))
+
+
+def lex(source: Source) -> Lexemes:
     """Lex a whole module; raise :class:`LuaSyntaxError` at the first lexical error."""
     return _Lexer(source).run()
 
 
-def as_token(lexeme: Lexeme) -> Token:
-    """``Token(*lexeme)`` without the Python-level ``__new__`` of a NamedTuple."""
-    return tuple.__new__(Token, lexeme)
-
-
 def tokenize(source: Source) -> list[Token]:
     """:func:`lex` as :class:`Token` objects."""
-    return [as_token(lexeme) for lexeme in lex(source)]
+    lexemes = lex(source)
+    return [lexemes.token(i) for i in range(len(lexemes))]
 
 
 def string_value(token: Token) -> str:
@@ -162,23 +182,38 @@ class _Lexer:
     def fail(self, message: str, line: int) -> LuaSyntaxError:
         return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
 
-    def run(self) -> list[Lexeme]:
+    def run(self) -> Lexemes:
         """One pass of :data:`_TOKEN`; names, operators and newlines, most of any module, stay inline."""
-        lexemes: list[Lexeme] = []
-        append, line = lexemes.append, 1
+        lexemes = Lexemes()
+        kind, text, at, start = (
+            lexemes.kinds.append,
+            lexemes.texts.append,
+            lexemes.lines.append,
+            lexemes.starts.append,
+        )
+        line = 1
         for match in _TOKEN.finditer(self.text):
             group = match.lastindex
             if group == _NAME_GROUP:
                 word = match[group]
-                append((KEYWORD if word in KEYWORDS else NAME, word, line, match.start(group)))
+                kind(KEYWORD if word in KEYWORDS else NAME)
             elif group == _OP_GROUP:
-                append((OP, match[group], line, match.start(group)))
+                word = match[group]
+                kind(OP)
             elif group == _NEWLINE_GROUP:
                 line += 1
+                continue
             else:
-                lexeme = self.other(match, line)
-                append(lexeme)
-                line += lexeme[1].count("\n")
+                other = self.other(match, line)
+                kind(other[0])
+                text(other[1])
+                at(line)
+                start(other[3])
+                line += other[1].count("\n")
+                continue
+            text(word)
+            at(line)
+            start(match.start(group))
         return lexemes
 
     def other(self, match: re.Match[str], line: int) -> Lexeme:

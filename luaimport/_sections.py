@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._errors import LuaSyntaxError
-from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Lexeme, Token, as_token, lex, string_value
+from ._lexer import COMMENT, KEYWORD, KEYWORDS, NAME, OP, STRING, Lexemes, Token, lex, string_value
 from ._source import Source
 
 _DIRECTIVE = re.compile(r"--@([A-Za-z_]\w*)(.*)\Z", re.DOTALL)
@@ -194,10 +194,10 @@ _Head = list[tuple[Token, tuple[str, str] | None]]
 
 
 class _Parser:
-    def __init__(self, source: Source, lexemes: list[Lexeme]) -> None:
+    def __init__(self, source: Source, lexemes: Lexemes) -> None:
         self.source = source
         self.lexemes = lexemes
-        self.starts = [lexeme[3] for lexeme in lexemes]
+        self.kinds, self.texts, self.starts = lexemes.kinds, lexemes.texts, lexemes.starts
         self.text = source.text
         self.line_starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
         lines = len(self.line_starts)
@@ -207,7 +207,7 @@ class _Parser:
         return LuaSyntaxError(message, self.source.filename, line, self.source.line(line))
 
     def token(self, i: int) -> Token:
-        return as_token(self.lexemes[i])
+        return self.lexemes.token(i)
 
     def found(self, prefix: str, first: int, last: int) -> Iterator[int]:
         """The indices of the tokens ``first`` to ``last - 1`` whose text starts with ``prefix``.
@@ -228,8 +228,8 @@ class _Parser:
 
     def code(self, first: int, last: int) -> Iterator[Token]:
         """The tokens ``first`` to ``last - 1`` but comments."""
-        lexemes = self.lexemes
-        return (as_token(lexemes[i]) for i in range(first, last) if lexemes[i][0] != COMMENT)
+        kinds, token = self.kinds, self.lexemes.token
+        return (token(i) for i in range(first, last) if kinds[i] != COMMENT)
 
     def starts_line(self, token: Token) -> bool:
         return self.text[self.line_starts[token.line - 1] : token.start].strip(" \t") == ""
@@ -304,7 +304,7 @@ class _Parser:
         """Read the code of a section's tokens, ``first`` to ``last - 1``, into ``section``."""
         section.calls = self.call_refs(first, last)
         self.check_blocks(first, last, what)
-        section.uses_vararg = any(self.lexemes[i][:2] == (OP, "...") for i in self.found("...", first, last))
+        section.uses_vararg = any(self.texts[i] == "..." for i in self.found("...", first, last))
 
     def head(self, section: Section, comments: _Head) -> list[Token]:
         """Read the directives among a head's ``comments`` into ``section``; the rest is its doc."""
@@ -474,9 +474,11 @@ class _Parser:
         fails to compile as it would on its own.
         """
         depth = 0
-        for kind, text, line, _ in self.lexemes[first:last]:
-            if kind != KEYWORD:
+        kinds, texts = self.kinds, self.texts
+        for i in range(first, last):
+            if kinds[i] != KEYWORD:
                 continue
+            text = texts[i]
             if text in _OPENERS:
                 depth += 1
             elif text in _CLOSERS:
@@ -485,18 +487,19 @@ class _Parser:
                     raise self.fail(
                         f"'{text}' closes no block opened in {what} "
                         "(each section must be complete Lua: it cannot close what luaimport wraps it in)",
-                        line,
+                        self.lexemes.lines[i],
                     )
 
     def call_refs(self, first: int, last: int) -> list[CallRef]:
         refs: list[CallRef] = []
         for i in self.found("CALL", first, last):
-            if self.lexemes[i][:2] != (NAME, "CALL"):
+            kinds, texts = self.kinds, self.texts
+            if kinds[i] != NAME or texts[i] != "CALL":
                 continue
             before = i - 1
-            while before >= first and self.lexemes[before][0] == COMMENT:
+            while before >= first and kinds[before] == COMMENT:
                 before -= 1
-            if before >= first and self.lexemes[before][0] == OP and self.lexemes[before][1] in (".", ":"):
+            if before >= first and kinds[before] == OP and texts[before] in (".", ":"):
                 continue  # a field or method called CALL: obj.CALL
             refs.append(self.call_ref(self.token(i), self.code(i + 1, last)))
         return refs
