@@ -111,6 +111,10 @@ class Cluster:
         for i, node in enumerate(self.primaries):
             last = SLOTS if i == len(self.primaries) - 1 else (i + 1) * share
             node.client.execute_command("CLUSTER ADDSLOTS", *range(i * share, last))
+        # distinct config epochs from the start, as redis-cli --cluster create gives them: otherwise the
+        # nodes settle their equal epochs by gossip for a while, and a takeover meanwhile may lose
+        for epoch, node in enumerate(self.nodes, 1):
+            node.client.execute_command("CLUSTER SET-CONFIG-EPOCH", epoch)
         first = self.primaries[0].client
         for node in self.nodes[1:]:
             first.execute_command("CLUSTER MEET", "127.0.0.1", node.port)
@@ -135,6 +139,8 @@ class Cluster:
     def failover(self, primary: Node) -> Node:
         """Promote ``primary``'s replica (``CLUSTER FAILOVER TAKEOVER``: no election); return it."""
         replica = self.replica_of(primary)
+        # the replica claims the slots with an epoch above the highest it knows: it must know the highest
+        _wait("every node to agree on the epoch", lambda: len({_epoch(n.client) for n in self.nodes}) == 1)
         replica.client.execute_command("CLUSTER FAILOVER", "TAKEOVER")
         _wait("the replica's promotion", lambda: replica.client.info("replication")["role"] == "master")
         _wait("the old primary to follow", lambda: primary.client.info("replication")["role"] == "slave")
@@ -178,6 +184,10 @@ class Cluster:
 def _synced(replica: redis.Redis) -> bool:
     info = replica.info("replication")
     return bool(info["master_link_status"] == "up" and not info.get("master_sync_in_progress"))
+
+
+def _epoch(client: redis.Redis) -> int:
+    return int(client.cluster("info")["cluster_current_epoch"])
 
 
 def _listed(client: redis.Redis) -> set[int]:
