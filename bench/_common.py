@@ -157,14 +157,21 @@ def interleaved(
     return samples
 
 
-async def interleaved_async(fns: list[Callable[[], Awaitable[object]]], rounds: int) -> list[list[float]]:
+async def interleaved_async(
+    fns: list[Callable[[], Awaitable[object]]], rounds: int, clock: Callable[[], float] = time.perf_counter
+) -> list[list[float]]:
     """:func:`interleaved` of one awaited call per turn: the time of each, in microseconds."""
     samples: list[list[float]] = [[] for _ in fns]
     for index in _turns(len(fns), rounds):
-        start = time.perf_counter()
+        start = clock()
         await fns[index]()
-        samples[index].append((time.perf_counter() - start) * 1e6)
+        samples[index].append((clock() - start) * 1e6)
     return samples
+
+
+def fastest(samples: list[list[float]], per: int = 1) -> list[float]:
+    """Each function's fastest round, divided by ``per``: a CPU figure with nothing else in its way."""
+    return [min(times) / per for times in samples]
 
 
 def in_ms(samples: list[list[float]]) -> list[list[float]]:

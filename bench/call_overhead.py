@@ -50,14 +50,8 @@ def in_process(mod: luaimport.LuaModule, rounds: int, calls: int) -> dict[str, f
         "`mod.declared(client, [k], [v])`": lambda: mod.declared(client, ["k"], ["v"]),
         "`mod.declared(client, key=k, value=v)`": lambda: mod.declared(client, key="k", value="v"),
     }
-    best = dict.fromkeys(forms, float("inf"))
-    for _ in range(rounds):
-        for name, fn in forms.items():
-            start = time.process_time()
-            for _ in range(calls):
-                fn()
-            best[name] = min(best[name], (time.process_time() - start) / calls * 1e6)
-    return best
+    times = _common.interleaved(list(forms.values()), rounds, calls, clock=time.process_time)
+    return dict(zip(forms, _common.fastest(times), strict=True))
 
 
 def measure(

@@ -64,13 +64,12 @@ def queueing(leaf: luaimport.LuaFunction, keys: list[str], rounds: int) -> tuple
     The fastest of ``rounds`` rounds: what the Python costs when nothing else gets in its way.
     """
     client = redis.Redis()  # connects on first use, which never comes
-    best = [float("inf"), float("inf")]
-    for _ in range(rounds):
-        for side, fill in enumerate(fillers(client, leaf, keys)):
-            start = time.process_time()
-            fill(client.pipeline())
-            best[side] = min(best[side], (time.process_time() - start) / len(keys) * 1e6)
-    return best[0], best[1]
+    raw, ours = fillers(client, leaf, keys)
+    sides = [lambda: raw(client.pipeline()), lambda: ours(client.pipeline())]
+    raw_us, ours_us = _common.fastest(
+        _common.interleaved(sides, rounds, 1, clock=time.process_time), len(keys)
+    )
+    return raw_us, ours_us
 
 
 def measure_async(url: str, leaf: luaimport.LuaFunction, keys: list[str], rounds: int) -> list[list[float]]:

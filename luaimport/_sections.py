@@ -492,8 +492,8 @@ class _Parser:
 
     def call_refs(self, first: int, last: int) -> list[CallRef]:
         refs: list[CallRef] = []
+        kinds, texts = self.kinds, self.texts
         for i in self.found("CALL", first, last):
-            kinds, texts = self.kinds, self.texts
             if kinds[i] != NAME or texts[i] != "CALL":
                 continue
             before = i - 1
